@@ -1,0 +1,84 @@
+"""JWT tokens: signing for the CLI and internal callers, verification for the
+gateway and the services.
+
+The accepted algorithm comes from configuration only; the token's own `alg`
+header never chooses it (that is how `alg: none` and key-confusion attacks work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Literal
+
+import jwt
+
+Role = Literal["member", "admin", "service"]
+ROLES: frozenset[str] = frozenset({"member", "admin", "service"})
+# Only tokens the CLI or a service mints may carry the internal role; it is
+# refused from the outside by the gateway.
+PUBLIC_ROLES: frozenset[str] = frozenset({"member", "admin"})
+
+
+class AuthError(Exception):
+    """The credentials are missing or invalid (HTTP 401)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    role: Role
+
+    @property
+    def is_privileged(self) -> bool:
+        return self.role in ("admin", "service")
+
+    def may_act_for(self, member_id: int) -> bool:
+        """A member acts only for themselves; admins and services for anyone."""
+        return self.is_privileged or self.subject == str(member_id)
+
+
+class TokenCodec:
+    """Signs and verifies tokens with one key and one fixed algorithm."""
+
+    __slots__ = ("_algorithm", "_issuer", "_key")
+
+    def __init__(self, key: str, algorithm: str = "HS256", issuer: str = "bookvault") -> None:
+        if len(key) < 32:
+            raise ValueError("the JWT key must be at least 32 characters")
+        self._key = key
+        self._algorithm = algorithm
+        self._issuer = issuer
+
+    def sign(self, subject: str, role: Role, ttl_s: int = 3600, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {"sub": subject, "role": role, "iss": self._issuer, "iat": issued, "exp": issued + ttl_s}
+        return jwt.encode(claims, self._key, algorithm=self._algorithm)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                issuer=self._issuer,
+                options={"require": ["exp", "sub", "role", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        role = claims.get("role")
+        subject = claims.get("sub")
+        if role not in ROLES or not isinstance(subject, str) or not subject:
+            raise AuthError("invalid token: unknown role or empty subject")
+        return Principal(subject=subject, role=role)
+
+    def verify_header(self, authorization: str | None) -> Principal | None:
+        """Verify an `Authorization` header value; None when there is none."""
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("expected 'Authorization: Bearer <token>'")
+        return self.verify(token.strip())

@@ -1,0 +1,219 @@
+"""Settings for every BookVault process.
+
+Values come from, in order of precedence: environment variables prefixed
+`BOOKVAULT_`, an optional `bookvault.toml` (path in `BOOKVAULT_CONFIG`, else
+`./bookvault.toml`), then the defaults below. A child process started by the
+stack receives the resolved settings as environment variables, so every process
+of one stack agrees on ports, DSNs and keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit, urlunsplit
+
+Profile = Literal["baseline", "optimized"]
+SERVICE_NAMES: tuple[str, ...] = ("catalog", "borrowing", "accounts")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    profile: Profile = "baseline"
+    state_dir: Path = Path(".bookvault")
+    host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    catalog_port: int = 8081
+    borrowing_port: int = 8082
+    accounts_port: int = 8083
+    postgres_port: int = 54320
+    replica_port: int = 54321
+    redis_port: int = 6380
+    gateway_workers: int = 1
+    # External infrastructure; when set, the stack uses it instead of starting its own.
+    database_url: str | None = None
+    replica_urls: tuple[str, ...] = ()
+    redis_url: str | None = None
+    # Auth: the algorithm list is fixed here, never taken from a token header.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_secret: str | None = None
+    jwt_issuer: str = "bookvault"
+    # Gateway
+    max_body_bytes: int = 1024 * 1024
+    upstream_timeout_s: float = 10.0
+    upstream_connect_timeout_s: float = 2.0
+    trusted_proxies: tuple[str, ...] = ()
+    # Services
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    catalog_timeout_s: float = 2.0
+    max_page_size: int = 100
+    loan_days: int = 14
+    late_fee_cents_per_day: int = 25
+    log_level: str = "info"
+    access_log: bool = False
+
+    # --- derived values -------------------------------------------------
+
+    @property
+    def jwt_key_file(self) -> Path:
+        return self.state_dir / "secrets" / "jwt.key"
+
+    def service_port(self, name: str) -> int:
+        ports = {
+            "gateway": self.gateway_port,
+            "catalog": self.catalog_port,
+            "borrowing": self.borrowing_port,
+            "accounts": self.accounts_port,
+        }
+        try:
+            return ports[name]
+        except KeyError:
+            raise ConfigError(f"unknown service {name!r}") from None
+
+    def service_url(self, name: str) -> str:
+        return f"http://{self.host}:{self.service_port(name)}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.service_url("gateway")
+
+    def service_database_url(self, service: str) -> str:
+        """The DSN of a service's own database on the cluster."""
+        if self.database_url is None:
+            raise ConfigError("no database configured: set BOOKVAULT_DATABASE_URL or run `bookvault up`")
+        return with_database(self.database_url, service)
+
+    def service_replica_urls(self, service: str) -> tuple[str, ...]:
+        return tuple(with_database(url, service) for url in self.replica_urls)
+
+    def resolved_jwt_secret(self) -> str:
+        """The signing key: from settings, else the stack's key file."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        try:
+            return self.jwt_key_file.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no JWT key: set BOOKVAULT_JWT_SECRET or run `bookvault up` (expected {self.jwt_key_file})"
+            ) from None
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as `BOOKVAULT_*` variables, for child processes."""
+        env: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                text = ",".join(value)
+            elif isinstance(value, bool):
+                text = "on" if value else "off"
+            else:
+                text = str(value)
+            env[f"BOOKVAULT_{field.name.upper()}"] = text
+        return env
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return `dsn` pointing at `database` instead of its own database."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "on", "yes"}:
+        return True
+    if lowered in {"0", "false", "off", "no"}:
+        return False
+    raise ConfigError(f"{name} must be on/off, got {text!r}")
+
+
+def _convert(name: str, annotation: Any, raw: Any) -> Any:
+    """Turn a raw TOML or environment value into the field's type."""
+    try:
+        if annotation is bool:
+            return raw if isinstance(raw, bool) else _parse_bool(name, str(raw))
+        if annotation is int:
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+        if annotation is Path:
+            return Path(str(raw))
+        if get_origin(annotation) is tuple:
+            if isinstance(raw, list):
+                return tuple(str(item) for item in raw)
+            return tuple(item.strip() for item in str(raw).split(",") if item.strip())
+        if get_origin(annotation) is Literal:
+            allowed = get_args(annotation)
+            if raw not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+            return raw
+        return None if raw in ("", None) else str(raw)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{name}: cannot read {raw!r} ({exc})") from None
+
+
+def _field_types() -> dict[str, Any]:
+    hints = get_type_hints(Settings)
+    # `X | None` fields are read as X; None is expressed by leaving them unset.
+    return {
+        name: next(arg for arg in get_args(hint) if arg is not type(None))
+        if get_origin(hint) is UnionType
+        else hint
+        for name, hint in hints.items()
+    }
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment, the optional TOML file and `overrides`."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = Path(env.get("BOOKVAULT_CONFIG", "bookvault.toml"))
+    if config_path.is_file():
+        try:
+            file_values = tomllib.loads(config_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+        values.update(file_values.get("bookvault", file_values))
+    known = {field.name for field in dataclasses.fields(Settings)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{config_path}: unknown setting {key!r}")
+    for name in known:
+        env_name = f"BOOKVAULT_{name.upper()}"
+        if env_name in env:
+            values[name] = env[env_name]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    types = _field_types()
+    converted = {
+        name: _convert(f"BOOKVAULT_{name.upper()}", types[name], raw) for name, raw in values.items()
+    }
+    settings = Settings(**converted)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"BOOKVAULT_TRUSTED_PROXIES: {proxy!r} is not an IP network") from None
+    if settings.gateway_workers < 1:
+        raise ConfigError("BOOKVAULT_GATEWAY_WORKERS must be at least 1")
+    if not 1 <= settings.max_page_size <= 1000:
+        raise ConfigError("BOOKVAULT_MAX_PAGE_SIZE must be between 1 and 1000")
