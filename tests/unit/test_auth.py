@@ -1,0 +1,65 @@
+import base64
+import json
+
+import jwt
+import pytest
+
+from bookvault.auth import AuthError, Principal, TokenCodec
+
+KEY = "k" * 64
+NOW = 1_800_000_000
+
+
+def _unsigned(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def test_signed_token_round_trips() -> None:
+    codec = TokenCodec(KEY)
+    assert codec.verify(codec.sign("42", "member")) == Principal("42", "member")
+
+
+@pytest.mark.parametrize(
+    ("token_factory", "reason"),
+    [
+        (lambda c: c.sign("1", "member", ttl_s=-10), "expired"),
+        (lambda c: TokenCodec("x" * 48).sign("1", "member"), "Signature verification failed"),
+        (lambda c: _unsigned({"sub": "1", "role": "admin", "iss": "bookvault", "exp": 4_000_000_000}), "alg"),
+        (lambda c: jwt.encode({"sub": "1", "role": "admin", "iss": "bookvault"}, KEY), "exp"),
+        (lambda c: jwt.encode({"sub": "1", "role": "root", "iss": "bookvault", "exp": 4e9}, KEY), "role"),
+        (lambda c: jwt.encode({"sub": "1", "role": "admin", "iss": "evil", "exp": 4e9}, KEY), "issuer"),
+        (
+            lambda c: jwt.encode({"sub": "1", "role": "admin", "iss": "bookvault", "exp": 4e9}, KEY, "HS512"),
+            "alg",
+        ),
+    ],
+    ids=["expired", "wrong-key", "alg-none", "no-exp", "unknown-role", "wrong-issuer", "other-alg"],
+)
+def test_bad_tokens_are_refused(token_factory: object, reason: str) -> None:
+    codec = TokenCodec(KEY)
+    token = token_factory(codec)  # type: ignore[operator]
+    with pytest.raises(AuthError, match=reason):
+        codec.verify(token)
+
+
+def test_header_must_be_bearer() -> None:
+    codec = TokenCodec(KEY)
+    assert codec.verify_header(None) is None
+    with pytest.raises(AuthError, match="Bearer"):
+        codec.verify_header("Basic dXNlcjpwYXNz")
+    assert codec.verify_header("Bearer " + codec.sign("7", "admin")) == Principal("7", "admin")
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        TokenCodec("short")
+
+
+def test_members_act_only_for_themselves() -> None:
+    assert Principal("5", "member").may_act_for(5)
+    assert not Principal("5", "member").may_act_for(6)
+    assert Principal("1", "admin").may_act_for(6)
+    assert Principal("borrowing", "service").may_act_for(6)
