@@ -26,7 +26,7 @@ def test_wrk_output_is_read_whole() -> None:
     assert result.requests == 146919
     assert result.non_2xx == 7
     assert result.socket_errors == 3
-    assert result.latency_ms == {"p50": 0.409, "p75": 0.498, "p90": 0.591, "p99": 1.21}
+    assert result.latency_ms == pytest.approx({"p50": 0.409, "p75": 0.498, "p90": 0.591, "p99": 1.21})
 
 
 def test_garbage_is_refused() -> None:
