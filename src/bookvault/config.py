@@ -22,6 +22,25 @@ from urllib.parse import urlsplit, urlunsplit
 Profile = Literal["baseline", "optimized"]
 SERVICE_NAMES: tuple[str, ...] = ("catalog", "borrowing", "accounts")
 
+# Every pattern has its own switch (BOOKVAULT_<NAME>=on|off). Unset, it follows
+# the profile: off in `baseline`, on in `optimized`.
+PATTERN_SWITCHES: tuple[str, ...] = (
+    "compression",
+    "tuned_pools",
+    "gateway_cache",
+    "cache",
+    "coalescing",
+    "breakers",
+    "retries",
+    "bulkheads",
+    "replicas",
+    "rate_limit",
+    "materialized_views",
+)
+# Patterns whose code exists and honours its switch. A switch for a pattern not
+# listed here changes nothing, and reports (status, bench) say "not built".
+BUILT_PATTERNS: frozenset[str] = frozenset()
+
 
 class ConfigError(ValueError):
     """A setting has a value we cannot use; the message says which and why."""
@@ -62,8 +81,34 @@ class Settings:
     late_fee_cents_per_day: int = 25
     log_level: str = "info"
     access_log: bool = False
+    # Pattern switches; None means "as the profile says".
+    compression: bool | None = None
+    tuned_pools: bool | None = None
+    gateway_cache: bool | None = None
+    cache: bool | None = None
+    coalescing: bool | None = None
+    breakers: bool | None = None
+    retries: bool | None = None
+    bulkheads: bool | None = None
+    replicas: bool | None = None
+    rate_limit: bool | None = None
+    materialized_views: bool | None = None
 
     # --- derived values -------------------------------------------------
+
+    def pattern_on(self, name: str) -> bool:
+        """Whether pattern `name` is switched on (explicitly, or by the profile)."""
+        if name not in PATTERN_SWITCHES:
+            raise ConfigError(f"unknown pattern switch {name!r}")
+        explicit: bool | None = getattr(self, name)
+        return self.profile == "optimized" if explicit is None else explicit
+
+    def pattern_states(self) -> dict[str, str]:
+        """Each pattern as "on", "off" or "not built", for status and reports."""
+        return {
+            name: ("not built" if name not in BUILT_PATTERNS else "on" if self.pattern_on(name) else "off")
+            for name in PATTERN_SWITCHES
+        }
 
     @property
     def jwt_key_file(self) -> Path:

@@ -77,3 +77,23 @@ def test_service_database_urls_swap_only_the_database() -> None:
 def test_missing_database_says_what_to_do() -> None:
     with pytest.raises(ConfigError, match="bookvault up"):
         Settings().service_database_url("catalog")
+
+
+def test_patterns_follow_the_profile_unless_switched() -> None:
+    baseline = load_settings({"BOOKVAULT_CACHE": "on"})
+    assert baseline.pattern_on("cache") is True
+    assert baseline.pattern_on("compression") is False
+    optimized = load_settings({"BOOKVAULT_PROFILE": "optimized", "BOOKVAULT_COMPRESSION": "off"})
+    assert optimized.pattern_on("compression") is False
+    assert optimized.pattern_on("rate_limit") is True
+    with pytest.raises(ConfigError, match="unknown pattern"):
+        optimized.pattern_on("telepathy")
+
+
+def test_unbuilt_patterns_are_reported_as_such() -> None:
+    states = load_settings({"BOOKVAULT_PROFILE": "optimized"}).pattern_states()
+    assert set(states.values()) <= {"on", "off", "not built"}
+    from bookvault.config import BUILT_PATTERNS
+
+    for name, state in states.items():
+        assert (state == "not built") == (name not in BUILT_PATTERNS)
