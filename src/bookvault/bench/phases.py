@@ -1,0 +1,60 @@
+"""The seed's phased plan, as switches to turn on and the gains it claims.
+
+Phases are cumulative: each one keeps the patterns of the phases before it.
+The order follows PERFORMANCE.md; the seed lists request coalescing under
+phase 4, we measure it with the caches in phase 2 where it belongs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["PHASES", "SEED_OVERALL_CLAIMS", "Phase"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    title: str
+    adds: tuple[str, ...]
+    claimed_throughput_gain: str
+    claimed_latency_change: str
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("baseline", "Baseline (every pattern off)", (), "—", "—"),
+    Phase(
+        "phase1",
+        "Phase 1: compression, pool sizing, gateway cache",
+        ("compression", "tuned_pools", "gateway_cache"),
+        "+30-50%",
+        "-20-40%",
+    ),
+    Phase("phase2", "Phase 2: service caches, coalescing", ("cache", "coalescing"), "+40-60%", "-50-80 ms"),
+    Phase(
+        "phase3",
+        "Phase 3: breakers, retries, bulkheads",
+        ("breakers", "retries", "bulkheads"),
+        "stability +80-95%",
+        "—",
+    ),
+    Phase(
+        "phase4",
+        "Phase 4: replicas, rate limiting, materialized views",
+        ("replicas", "rate_limit", "materialized_views"),
+        "+100-200% scalability",
+        "-30-50%",
+    ),
+)
+
+SEED_OVERALL_CLAIMS = {
+    "after phase 2": "1500 -> 2500-3100 req/s; 80-120 ms -> 32-72 ms",
+    "after phase 4": "1500 -> 3750-5250 req/s; 80-120 ms -> 16-48 ms",
+}
+
+
+def switches_for(phase_index: int) -> dict[str, bool]:
+    """Every pattern switch for a phase: on when it or an earlier phase adds it."""
+    on = {name for phase in PHASES[: phase_index + 1] for name in phase.adds}
+    every = {name for phase in PHASES for name in phase.adds}
+    return {name: name in on for name in sorted(every)}
