@@ -1,0 +1,1 @@
+"""Borrowing service: loans of catalog copies, reserved over HTTP by a saga."""

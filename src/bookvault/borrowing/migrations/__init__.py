@@ -1,0 +1,1 @@
+"""Versioned SQL for the borrowing database (applied by `bookvault.db.migrations`)."""
