@@ -35,7 +35,10 @@ class Principal:
 
     def may_act_for(self, member_id: int) -> bool:
         """A member acts only for themselves; admins and services for anyone."""
-        return self.is_privileged or self.subject == str(member_id)
+        if self.is_privileged:
+            return True
+        # Compare as numbers, as the gateway does: subject "007" is member 7.
+        return self.subject.isascii() and self.subject.isdigit() and int(self.subject) == member_id
 
 
 class TokenCodec:

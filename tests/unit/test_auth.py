@@ -63,3 +63,8 @@ def test_members_act_only_for_themselves() -> None:
     assert not Principal("5", "member").may_act_for(6)
     assert Principal("1", "admin").may_act_for(6)
     assert Principal("borrowing", "service").may_act_for(6)
+
+
+def test_member_subjects_compare_as_numbers() -> None:
+    assert Principal("007", "member").may_act_for(7)
+    assert not Principal("7a", "member").may_act_for(7)

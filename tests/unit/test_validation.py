@@ -35,3 +35,10 @@ def test_timestamps_need_an_offset() -> None:
 def test_unknown_query_parameters_are_named() -> None:
     with pytest.raises(HTTPProblem, match="colour"):
         reject_unknown_query({"colour": "red", "limit": "1"}, frozenset({"limit"}))
+
+
+def test_unencoded_plus_in_offset_is_read_as_meant() -> None:
+    value = query_datetime({"as_of": "2026-01-01T10:00:00 02:00"}, "as_of")
+    assert value is not None
+    assert value.utcoffset() is not None
+    assert value.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]

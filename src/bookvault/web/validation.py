@@ -75,8 +75,10 @@ def query_datetime(query: Mapping[str, str], name: str) -> datetime | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return None
+    # An unencoded "+02:00" in a query string arrives as " 02:00"; read it as meant.
+    text = raw.replace(" ", "+") if " " in raw.strip() else raw.strip()
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise HTTPProblem(400, f"{name} must be an RFC 3339 timestamp, got {raw[:40]!r}") from None
     if value.tzinfo is None:
