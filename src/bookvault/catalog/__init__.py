@@ -1,0 +1,1 @@
+"""The catalog service: books, copy reservations for borrowing, search and statistics."""
