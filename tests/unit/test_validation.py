@@ -42,3 +42,11 @@ def test_unencoded_plus_in_offset_is_read_as_meant() -> None:
     assert value is not None
     assert value.utcoffset() is not None
     assert value.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+
+
+def test_query_text_refuses_control_characters() -> None:
+    from bookvault.web.validation import query_text
+
+    assert query_text({"q": "winter tales"}, "q") == "winter tales"
+    with pytest.raises(HTTPProblem, match="control characters"):
+        query_text({"q": "bad\x00byte"}, "q")

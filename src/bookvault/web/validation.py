@@ -29,12 +29,12 @@ def parse_id(raw: str, name: str) -> int:
 
 async def json_body(request: Request, schema: type[T]) -> T:
     """Decode and validate a JSON body: malformed → 400, wrong shape → 422."""
-    content_type = request.headers.get("content-type", "application/json")
-    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
-        raise HTTPProblem(415, "send the body as application/json")
     body = await request.body()
     if not body:
         raise HTTPProblem(400, "a JSON body is required")
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        raise HTTPProblem(415, "send the body as application/json")
     try:
         return msgspec.json.decode(body, type=schema, strict=True)
     except msgspec.ValidationError as exc:
@@ -68,6 +68,9 @@ def query_text(query: Mapping[str, str], name: str, *, max_length: int = 200) ->
         return None
     if len(raw) > max_length:
         raise HTTPProblem(400, f"{name} must be at most {max_length} characters")
+    # PostgreSQL text cannot hold NUL; refuse control characters here rather than fail in SQL.
+    if any(ord(char) < 32 or ord(char) == 127 for char in raw):
+        raise HTTPProblem(400, f"{name} must not contain control characters")
     return raw
 
 
