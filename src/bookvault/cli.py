@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import inspect
 import json
@@ -222,8 +223,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(_args: argparse.Namespace) -> int:
-    raise StackError("`bookvault bench` is not built yet")
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bookvault.bench.ladder import BenchError, LadderOptions, run_ladder
+
+    if not args.ladder:
+        raise StackError("choose what to run: `bookvault bench --ladder [--quick]`")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output = args.output or Path("bench-results") / stamp
+    state_dir = args.state_dir or Path(".bookvault-bench")
+    options = LadderOptions.for_mode(output.resolve(), state_dir.resolve(), args.quick)
+    if args.duration is not None:
+        options = dataclasses.replace(options, duration_s=args.duration)
+    try:
+        run_ladder(options, lambda line: print(line, flush=True))
+    except BenchError as exc:
+        raise StackError(str(exc)) from None
+    return EXIT_OK
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -269,8 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", parents=[state_dir], help="apply pending migrations")
     migrate_parser.set_defaults(handler=cmd_migrate)
 
-    # Takes any arguments for now, so scripts written for the real one get the clear error below.
-    bench = commands.add_parser("bench", help="load scenarios and the phase ladder (not built yet)")
+    bench = commands.add_parser(
+        "bench", parents=[state_dir], help="measure the phase ladder against same-run references"
+    )
+    bench.add_argument("--ladder", action="store_true", help="run every phase of the seed's plan")
+    bench.add_argument("--quick", action="store_true", help="small data and short runs (under 2 minutes)")
+    bench.add_argument("--output", type=Path, help="results directory (default bench-results/<time>)")
+    bench.add_argument("--duration", type=float, help="seconds per measurement (default 10, quick 3)")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -278,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command != "bench":
+    if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

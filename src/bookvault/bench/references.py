@@ -19,7 +19,15 @@ from pathlib import Path
 
 from bookvault.bench.sample import BOOK_BODY
 
-__all__ = ["PgbenchResult", "ReferenceUnavailable", "free_port", "nginx_static", "pgbench", "raw_asgi"]
+__all__ = [
+    "PgbenchResult",
+    "ReferenceUnavailable",
+    "conventional_stack",
+    "free_port",
+    "nginx_static",
+    "pgbench",
+    "raw_asgi",
+]
 
 _READY_TIMEOUT_S = 15.0
 
@@ -110,38 +118,43 @@ def nginx_static() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def raw_asgi(workers: int = 1) -> Iterator[int]:
-    """granian serving a ten-line ASGI app: the Python ceiling."""
+def _granian(
+    target: str, name: str, *, factory: bool = False, env: dict[str, str] | None = None
+) -> Iterator[int]:
     port = free_port()
+    args = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
+    args += ["--port", str(port), "--loop", "uvloop", "--no-ws", "--log-level", "warning"]
+    if factory:
+        args.append("--factory")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--workers",
-            str(workers),
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "bookvault.bench.raw_asgi:app",
-        ],
+        [*args, target],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     try:
-        _wait_for_port(port, process, "raw ASGI reference")
+        _wait_for_port(port, process, name)
         yield port
     finally:
         _stop(process)
+
+
+@contextlib.contextmanager
+def raw_asgi() -> Iterator[int]:
+    """granian serving a ten-line ASGI app: the Python ceiling."""
+    with _granian("bookvault.bench.raw_asgi:app", "raw ASGI reference") as port:
+        yield port
+
+
+@contextlib.contextmanager
+def conventional_stack(catalog_dsn: str, redis_url: str) -> Iterator[int]:
+    """FastAPI + fastapi-cache2 + slowapi on the same catalog database and Redis."""
+    env = {"BOOKVAULT_BENCH_DSN": catalog_dsn, "BOOKVAULT_BENCH_REDIS_URL": redis_url}
+    with _granian(
+        "bookvault.bench.conventional_app:create_app", "conventional stack", factory=True, env=env
+    ) as port:
+        yield port
 
 
 def _pgbench_binary() -> str:

@@ -17,7 +17,7 @@ import msgspec
 from bookvault.bench.http1 import encode_request
 from bookvault.bench.zipf import ZipfSampler
 
-__all__ = ["PaymentsScenario", "ReadHeavyScenario"]
+__all__ = ["BookDetailScenario", "PaymentsScenario", "ReadHeavyScenario"]
 
 GENRES = ("Fantasy", "Mystery", "Science Fiction", "Romance", "History", "Poetry")
 SEARCH_TERMS = ("winter", "archive", "river", "garden", "shadow", "empire", "letters", "night")
@@ -129,3 +129,24 @@ class _PaymentsState:
         else:
             self.recent[self.random.randrange(self._RECENT)] = request
         return request
+
+
+@dataclasses.dataclass
+class BookDetailScenario:
+    """Anonymous GET /books/{id} only (Zipf 1.1): the one endpoint every stack
+    in the comparison serves, including the conventional reference."""
+
+    host: str
+    book_ids: list[int]
+    seed: int = 17
+    _zipf: ZipfSampler | None = dataclasses.field(default=None, repr=False)
+
+    def __call__(self) -> bytes:
+        if self._zipf is None:
+            self._zipf = ZipfSampler(self.book_ids, 1.1, self.seed)
+        return encode_request("GET", self.host, f"/api/catalog/v1/books/{self._zipf.sample()}")
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_zipf"] = None
+        return state
