@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable
@@ -138,7 +139,7 @@ async def test_oversized_body_is_refused(
     body = b'{"title": "' + b"x" * (system.max_body_bytes + 1) + b'"}'
     async with client.post(
         f"{system.gateway_url}/api/catalog/v1/books",
-        data=body,
+        data=io.BytesIO(body),
         headers={**bearer(make_token("1", "admin")), "Content-Type": "application/json"},
     ) as resp:
         assert resp.status == 413
