@@ -24,6 +24,7 @@ from bookvault.gateway.client_address import TrustedProxies
 from bookvault.gateway.exchange import Exchange, GatewayProblem, Reply, Stage, compose, problem_reply
 from bookvault.gateway.headers import read_request_headers
 from bookvault.gateway.metrics import GatewayMetrics
+from bookvault.gateway.pipeline import ManagedStage, pattern_stages
 from bookvault.gateway.proxy import UpstreamProxy
 from bookvault.gateway.readiness import unready_upstreams
 from bookvault.gateway.request_id import request_id_for
@@ -74,6 +75,7 @@ class GatewayApp:
         self._body_timeout_s = settings.upstream_timeout_s
         body = BodyReader(settings.max_body_bytes, timeout_s=self._body_timeout_s)
         stages: tuple[Stage, ...] = (EdgeAuth(codec), body, *extra_stages)
+        self._managed = [stage for stage in extra_stages if isinstance(stage, ManagedStage)]
         self._handler = compose(stages, self._proxy)
         self._own: dict[str, OwnEndpoint] = {
             "/healthz": self._healthz,
@@ -98,8 +100,12 @@ class GatewayApp:
         session = open_session(self.routes.routes)
         self._proxy.session = session
         self._pool_metrics.session = session
+        for stage in self._managed:
+            await stage.start()
 
     async def shutdown(self) -> None:
+        for stage in reversed(self._managed):
+            await stage.close()
         session, self._proxy.session = self._proxy.session, None
         self._pool_metrics.session = None
         if session is not None:
@@ -253,4 +259,4 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or load_settings()
     configure_logging(settings.log_level, service="gateway")
     codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
-    return GatewayApp(settings, codec)
+    return GatewayApp(settings, codec, extra_stages=pattern_stages(settings))
