@@ -29,6 +29,8 @@ class Response:
     status: int
     body_bytes: int
     keep_alive: bool
+    # Only kept when asked for (scenarios that learn from responses); otherwise b"".
+    body: bytes = b""
 
 
 def encode_request(
@@ -45,9 +47,10 @@ def encode_request(
 
 
 class Http1Connection(asyncio.Protocol):
-    __slots__ = ("_buffer", "_closed", "_transport", "_waiter")
+    __slots__ = ("_buffer", "_closed", "_keep_body", "_transport", "_waiter")
 
     def __init__(self) -> None:
+        self._keep_body = False
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[Response] | None = None
@@ -85,9 +88,10 @@ class Http1Connection(asyncio.Protocol):
         if response is not None:
             self._waiter.set_result(response)
 
-    async def request(self, payload: bytes) -> Response:
+    async def request(self, payload: bytes, *, keep_body: bool = False) -> Response:
         if self._closed or self._transport is None:
             raise ConnectionClosed("connection is closed")
+        self._keep_body = keep_body
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
         response = await self._waiter
@@ -117,8 +121,9 @@ class Http1Connection(asyncio.Protocol):
             length = int(head[length_at + 17 : line_end if line_end >= 0 else None])
             if len(buffer) - body_start < length:
                 return None
+            body = bytes(buffer[body_start : body_start + length]) if self._keep_body else b""
             del buffer[: body_start + length]
-            return Response(status, length, keep_alive)
+            return Response(status, length, keep_alive, body)
         if b"\r\ntransfer-encoding: chunked" in head:
             return self._parse_chunked(body_start, status, keep_alive)
         if status in (204, 304) or 100 <= status < 200:

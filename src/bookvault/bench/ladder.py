@@ -32,7 +32,12 @@ from bookvault.bench.dbstats import statement_calls
 from bookvault.bench.measure import Measurement, measure
 from bookvault.bench.phases import PHASES, SEED_OVERALL_CLAIMS, Phase, switches_for
 from bookvault.bench.report import PhaseRow, markdown_table, write_charts, write_results
-from bookvault.bench.scenarios import BookDetailScenario, PaymentsScenario, ReadHeavyScenario
+from bookvault.bench.scenarios import (
+    BookDetailScenario,
+    BorrowScenario,
+    PaymentsScenario,
+    ReadHeavyScenario,
+)
 from bookvault.bench.wrk import WrkUnavailable, run_wrk
 from bookvault.config import BUILT_PATTERNS, Settings, load_settings
 from bookvault.db.migrations import ensure_database
@@ -286,6 +291,14 @@ class _Ladder:
             duration_s=options.duration_s,
             connections=min(options.connections, 32),
         ).as_json()
+        if not options.quick:
+            self.say("  borrow and return, contention on popular books")
+            phase_result["borrow"] = measure(
+                gateway,
+                _factory(BorrowScenario(host, book_ids[:2000], tokens)),
+                duration_s=options.duration_s,
+                connections=min(options.connections, 32),
+            ).as_json()
         self.results["phases"].append(phase_result)
         self.rows.append(
             _row(phase, read_heavy, queries_per_s, hit_ratio, read_heavy.percentiles_ms, missing)

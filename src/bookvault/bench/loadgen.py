@@ -20,13 +20,21 @@ import queue
 import resource
 from collections import Counter
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from hdrh.histogram import HdrHistogram
 
-from bookvault.bench.http1 import ConnectionClosed, Http1Connection
+from bookvault.bench.http1 import ConnectionClosed, Http1Connection, Response
 
-__all__ = ["LoadGeneratorFailed", "LoadResult", "LoadSpec", "RequestSource", "run", "run_in_process"]
+__all__ = [
+    "LoadGeneratorFailed",
+    "LoadResult",
+    "LoadSpec",
+    "ObservingSource",
+    "RequestSource",
+    "run",
+    "run_in_process",
+]
 
 # Latencies are recorded in microseconds, from 1 µs to 60 s, 3 significant digits.
 _HIST_MAX_US = 60_000_000
@@ -40,6 +48,16 @@ class RequestSource(Protocol):
     """Produces the next request to send, already encoded as HTTP/1.1 bytes."""
 
     def __call__(self) -> bytes: ...
+
+
+@runtime_checkable
+class ObservingSource(Protocol):
+    """A source that learns from responses (e.g. the ids of loans it created).
+    Only such sources make the generator keep response bodies."""
+
+    def __call__(self) -> bytes: ...
+
+    def observe(self, status: int, body: bytes) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,13 +122,12 @@ class _Pool:
         for _ in range(size):
             self._idle.put_nowait(None)  # opened lazily on first use
 
-    async def send(self, payload: bytes) -> tuple[int, int]:
+    async def send(self, payload: bytes, keep_body: bool = False) -> Response:
         connection = await self._idle.get()
         try:
             if connection is None or not connection.usable:
                 connection = await Http1Connection.open(self._host, self._port)
-            response = await connection.request(payload)
-            return response.status, response.body_bytes
+            return await connection.request(payload, keep_body=keep_body)
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -121,8 +138,9 @@ class _Pool:
 
 
 class _Recorder:
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], observer: ObservingSource | None = None) -> None:
         self.clock = clock
+        self.observer = observer
         self.histogram = new_histogram()
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
@@ -132,12 +150,15 @@ class _Recorder:
 
     async def one(self, pool: _Pool, payload: bytes, intended: float) -> None:
         try:
-            status, size = await pool.send(payload)
+            response = await pool.send(payload, keep_body=self.observer is not None)
         except (TimeoutError, OSError, ConnectionClosed) as exc:
             if self.recording:
                 self.requests += 1
                 self.errors[type(exc).__name__] += 1
             return
+        status, size = response.status, response.body_bytes
+        if self.observer is not None:
+            self.observer.observe(status, response.body)
         if self.recording:
             self.requests += 1
             self.statuses[status] += 1
@@ -189,7 +210,7 @@ async def run(spec: LoadSpec, source: RequestSource) -> LoadResult:
         raise ValueError("at least one connection is needed")
     loop = asyncio.get_running_loop()
     pool = _Pool(spec.host, spec.port, spec.connections)
-    recorder = _Recorder(loop.time)
+    recorder = _Recorder(loop.time, source if isinstance(source, ObservingSource) else None)
     if spec.warmup_s > 0:
         recorder.recording = False
         warmup = dataclasses.replace(spec, mode="closed", duration_s=spec.warmup_s)

@@ -17,7 +17,7 @@ import msgspec
 from bookvault.bench.http1 import encode_request
 from bookvault.bench.zipf import ZipfSampler
 
-__all__ = ["BookDetailScenario", "PaymentsScenario", "ReadHeavyScenario"]
+__all__ = ["BookDetailScenario", "BorrowScenario", "PaymentsScenario", "ReadHeavyScenario"]
 
 GENRES = ("Fantasy", "Mystery", "Science Fiction", "Romance", "History", "Poetry")
 SEARCH_TERMS = ("winter", "archive", "river", "garden", "shadow", "empire", "letters", "night")
@@ -150,3 +150,77 @@ class BookDetailScenario:
         state = dict(self.__dict__)
         state["_zipf"] = None
         return state
+
+
+@dataclasses.dataclass
+class BorrowScenario:
+    """Members borrowing popular books (Zipf, so copies run out and 409s are
+    part of the load) and returning what they borrowed: the loan ids come back
+    in the 201 bodies, which is why this source observes responses."""
+
+    host: str
+    book_ids: list[int]
+    member_tokens: dict[int, str]
+    return_share: float = 0.45
+    seed: int = 19
+    _state: _BorrowState | None = dataclasses.field(default=None, repr=False)
+
+    def __call__(self) -> bytes:
+        return self._live().next()
+
+    def observe(self, status: int, body: bytes) -> None:
+        if status == 201:
+            self._live().remember(body)
+
+    def _live(self) -> _BorrowState:
+        if self._state is None:
+            self._state = _BorrowState(self)
+        return self._state
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_state"] = None
+        return state
+
+
+class _Loan(msgspec.Struct):
+    id: int
+    member_id: int
+
+
+class _BorrowState:
+    def __init__(self, spec: BorrowScenario) -> None:
+        if not spec.member_tokens:
+            raise ValueError("the borrow scenario needs member tokens")
+        self.random = random.Random(spec.seed)
+        self.zipf = ZipfSampler(spec.book_ids, 1.1, spec.seed)
+        self.host = spec.host
+        self.tokens = spec.member_tokens
+        self.members = list(spec.member_tokens)
+        self.return_share = spec.return_share
+        self.active: list[_Loan] = []
+        self.decoder = msgspec.json.Decoder(_Loan)
+
+    def remember(self, body: bytes) -> None:
+        try:
+            self.active.append(self.decoder.decode(body))
+        except msgspec.DecodeError:
+            return
+
+    def next(self) -> bytes:
+        if self.active and self.random.random() < self.return_share:
+            loan = self.active.pop(self.random.randrange(len(self.active)))
+            return encode_request(
+                "POST",
+                self.host,
+                f"/api/borrowing/v1/loans/{loan.id}/return",
+                {"Authorization": f"Bearer {self.tokens[loan.member_id]}"},
+            )
+        member = self.random.choice(self.members)
+        return encode_request(
+            "POST",
+            self.host,
+            "/api/borrowing/v1/loans",
+            {"Authorization": f"Bearer {self.tokens[member]}", "Content-Type": "application/json"},
+            msgspec.json.encode({"book_id": self.zipf.sample()}),
+        )

@@ -97,3 +97,24 @@ async def test_chunked_bodies_are_measured(server: int) -> None:
 def test_open_loop_needs_a_rate() -> None:
     with pytest.raises(ValueError, match="rate above 0"):
         asyncio.run(run(LoadSpec("127.0.0.1", 1, "open", 1, 1), lambda: b""))
+
+
+class _Counting:
+    """An observing source: keeps the bodies of the responses it caused."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.seen: list[tuple[int, bytes]] = []
+
+    def __call__(self) -> bytes:
+        return self.request
+
+    def observe(self, status: int, body: bytes) -> None:
+        self.seen.append((status, body))
+
+
+async def test_observing_sources_see_every_response_body(server: int) -> None:
+    source = _Counting(encode_request("GET", "x", "/book"))
+    result = await run(LoadSpec("127.0.0.1", server, "open", duration_s=0.2, connections=2, rate=50), source)
+    assert result.requests == 10
+    assert source.seen == [(200, BODY)] * 10

@@ -55,3 +55,17 @@ def test_payments_use_unique_keys_and_retry_a_tenth() -> None:
     for request in requests[:50]:
         member = request.split(b"/members/")[1].split(b"/")[0]
         assert f"Bearer t{member.decode()}".encode() in request
+
+
+def test_borrowers_return_the_loans_they_were_given() -> None:
+    from bookvault.bench.scenarios import BorrowScenario
+
+    scenario = BorrowScenario("gw", list(range(1, 50)), {1: "t1", 2: "t2"}, return_share=1.0)
+    first = scenario()
+    assert first.startswith(b"POST /api/borrowing/v1/loans HTTP/1.1")
+    scenario.observe(409, b'{"title": "Conflict"}')
+    scenario.observe(201, b'{"id": 77, "member_id": 2, "book_id": 5, "status": "active"}')
+    returned = scenario()
+    assert returned.startswith(b"POST /api/borrowing/v1/loans/77/return HTTP/1.1")
+    assert b"Authorization: Bearer t2" in returned
+    assert scenario().startswith(b"POST /api/borrowing/v1/loans HTTP/1.1")  # nothing left to return
