@@ -68,3 +68,45 @@ def test_members_act_only_for_themselves() -> None:
 def test_member_subjects_compare_as_numbers() -> None:
     assert Principal("007", "member").may_act_for(7)
     assert not Principal("7a", "member").may_act_for(7)
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_verified_tokens_are_remembered_until_they_expire() -> None:
+    import time
+
+    clock = _Clock(time.time())
+    codec = TokenCodec(KEY, now=clock)
+    token = codec.sign("5", "member", ttl_s=60, now=clock.now)
+    assert codec.verify(token) == Principal("5", "member")
+    assert codec.verify(token) == Principal("5", "member")  # from the cache
+    clock.now += 61
+    with pytest.raises(AuthError, match="expired"):
+        codec.verify(token)
+
+
+def test_a_tampered_token_is_never_accepted_even_after_a_good_one() -> None:
+    codec = TokenCodec(KEY)
+    token = codec.sign("5", "member")
+    codec.verify(token)
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}AA"
+    with pytest.raises(AuthError):
+        codec.verify(forged)
+    with pytest.raises(AuthError):  # failures are not remembered either
+        codec.verify(forged)
+
+
+def test_the_cache_is_bounded() -> None:
+    codec = TokenCodec(KEY, cache_size=3)
+    tokens = [codec.sign(str(n), "member") for n in range(10)]
+    for token in tokens:
+        codec.verify(token)
+    assert len(codec._verified) == 3
+    assert codec.verify(tokens[0]) == Principal("0", "member")  # still verifiable, just not cached
