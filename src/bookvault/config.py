@@ -39,7 +39,19 @@ PATTERN_SWITCHES: tuple[str, ...] = (
 )
 # Patterns whose code exists and honours its switch. A switch for a pattern not
 # listed here changes nothing, and reports (status, bench) say "not built".
-BUILT_PATTERNS: frozenset[str] = frozenset()
+BUILT_PATTERNS: frozenset[str] = frozenset(
+    {
+        "cache",
+        "coalescing",
+        "tuned_pools",
+        "gateway_cache",
+        "compression",
+        "rate_limit",
+        "breakers",
+        "retries",
+        "bulkheads",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -72,10 +84,37 @@ class Settings:
     upstream_timeout_s: float = 10.0
     upstream_connect_timeout_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
+    # Gateway response cache (switch `gateway_cache`): default freshness per path prefix
+    # ("prefix=seconds") for responses that state none, and the in-process entry bound.
+    gateway_cache_ttls: tuple[str, ...] = (
+        "/api/catalog/v1/books=30",
+        "/api/catalog/v1/search=30",
+        "/api/catalog/v1/stats=60",
+    )
+    gateway_cache_max_entries: int = 10_000
+    # Rate limiting (switch `rate_limit`): a token bucket per client on each route's policy.
+    rate_limit_rate: float = 100.0
+    rate_limit_burst: int = 200
+    rate_limit_payments_rate: float = 10.0
+    rate_limit_payments_burst: int = 20
+    rate_limit_timeout_s: float = 0.1
+    rate_limit_fail_closed: tuple[str, ...] = ()
+    rate_limit_empty_key_status: int = 403
+    rate_limit_shadow: bool = False
     # Services
     pool_min_size: int = 2
     pool_max_size: int = 10
     catalog_timeout_s: float = 2.0
+    # Where borrowing reaches the catalog; None means the catalog's own port on `host`
+    # (tests point it at a fault proxy).
+    catalog_url: str | None = None
+    # Resilience (the `breakers`, `retries` and `bulkheads` switches): breaker wait in
+    # OPEN and slow-call threshold, and per-dependency bulkhead sizes.
+    breaker_wait_s: float = 10.0
+    breaker_slow_call_s: float = 1.0
+    catalog_bulkhead_calls: int = 20
+    upstream_bulkhead_calls: int = 100
+    bulkhead_max_wait_s: float = 0.5
     max_page_size: int = 100
     loan_days: int = 14
     late_fee_cents_per_day: int = 25
@@ -128,6 +167,10 @@ class Settings:
 
     def service_url(self, name: str) -> str:
         return f"http://{self.host}:{self.service_port(name)}"
+
+    def resolved_catalog_url(self) -> str:
+        """The catalog's base URL as borrowing calls it."""
+        return self.catalog_url or self.service_url("catalog")
 
     @property
     def gateway_url(self) -> str:
@@ -262,3 +305,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("BOOKVAULT_GATEWAY_WORKERS must be at least 1")
     if not 1 <= settings.max_page_size <= 1000:
         raise ConfigError("BOOKVAULT_MAX_PAGE_SIZE must be between 1 and 1000")
+    if not (settings.rate_limit_rate > 0 and settings.rate_limit_payments_rate > 0):
+        raise ConfigError("BOOKVAULT_RATE_LIMIT_RATE and BOOKVAULT_RATE_LIMIT_PAYMENTS_RATE must be positive")
+    if settings.rate_limit_burst < 1 or settings.rate_limit_payments_burst < 1:
+        raise ConfigError("BOOKVAULT_RATE_LIMIT_BURST and BOOKVAULT_RATE_LIMIT_PAYMENTS_BURST must be >= 1")
+    if not settings.rate_limit_timeout_s > 0:
+        raise ConfigError("BOOKVAULT_RATE_LIMIT_TIMEOUT_S must be positive")
+    if not 400 <= settings.rate_limit_empty_key_status <= 599:
+        raise ConfigError("BOOKVAULT_RATE_LIMIT_EMPTY_KEY_STATUS must be a 4xx or 5xx status")

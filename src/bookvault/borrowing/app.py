@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bookvault.auth import Principal, TokenCodec
-from bookvault.borrowing.catalog_client import CatalogClient, CatalogError, ServiceToken
+from bookvault.borrowing.catalog_client import CatalogClient, CatalogError, ServiceToken, catalog_policy
 from bookvault.borrowing.repo import PgLoanStore
 from bookvault.borrowing.schemas import BorrowRequest, LoanList, ReturnRequest, loan_view
 from bookvault.borrowing.service import (
@@ -47,6 +47,7 @@ from bookvault.patterns.clock import SystemClock
 from bookvault.web.app import create_service_app
 from bookvault.web.observability import ReadinessCheck
 from bookvault.web.problems import HTTPProblem
+from bookvault.web.resilience import Guards
 from bookvault.web.responses import json_response
 from bookvault.web.security import require_member_access, require_principal
 from bookvault.web.validation import (
@@ -142,6 +143,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     configure_logging(settings.log_level, service="borrowing")
     registry = CollectorRegistry()
     metrics = _Metrics(registry)
+    guards = Guards(settings)
+    registry.register(guards.collector())
     policy = LoanPolicy(loan_days=settings.loan_days, late_fee_cents_per_day=settings.late_fee_cents_per_day)
 
     async def borrow(request: Request) -> Response:
@@ -207,7 +210,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             connector = aiohttp.TCPConnector(limit=CATALOG_CONNECTIONS, keepalive_timeout=CATALOG_KEEPALIVE_S)
             async with aiohttp.ClientSession(connector=connector) as session:
                 catalog = CatalogClient(
-                    session, settings.service_url("catalog"), ServiceToken(codec), settings.catalog_timeout_s
+                    session,
+                    settings.resolved_catalog_url(),
+                    ServiceToken(codec),
+                    settings.catalog_timeout_s,
+                    catalog_policy(guards, settings),
                 )
                 metrics.catalog_up.set_function(
                     lambda: -1.0 if catalog.reachable is None else float(catalog.reachable)

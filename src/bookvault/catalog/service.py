@@ -2,11 +2,14 @@
 the borrowing service makes and releases.
 
 Each method is one unit of work: a single statement through the pool, or one
-transaction on one connection when several statements must agree.
+transaction on one connection when several statements must agree. After a commit
+that changed a book, `on_change(book_id)` runs (cache invalidation and the
+gateway's purge); it must not raise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -34,11 +37,22 @@ _RELEASE_PASSES = 3
 
 
 class CatalogService:
-    __slots__ = ("_clock", "_pool")
+    __slots__ = ("_clock", "_on_change", "_pool")
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        clock: Clock | None = None,
+        on_change: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._pool = pool
         self._clock = clock or SystemClock()
+        self._on_change = on_change
+
+    async def _changed(self, book_id: int) -> None:
+        # Called after the commit, never inside the transaction.
+        if self._on_change is not None:
+            await self._on_change(book_id)
 
     # --- reads ------------------------------------------------------------
 
@@ -72,7 +86,9 @@ class CatalogService:
     # --- edits ------------------------------------------------------------
 
     async def create_book(self, new_book: NewBook) -> Book:
-        return await repo.insert_book(self._pool, clean_new_book(new_book, self._clock))
+        book = await repo.insert_book(self._pool, clean_new_book(new_book, self._clock))
+        await self._changed(book.id)
+        return book
 
     async def update_book(self, book_id: int, changes: BookChanges) -> Book:
         cleaned = clean_changes(changes, self._clock)
@@ -81,10 +97,13 @@ class CatalogService:
             current = await repo.lock_book(conn, book_id)
             if current is None:
                 raise BookNotFound(book_id)
-            return await repo.update_book(conn, apply_changes(current, cleaned))
+            book = await repo.update_book(conn, apply_changes(current, cleaned))
+        await self._changed(book_id)
+        return book
 
     async def delete_book(self, book_id: int) -> None:
         if await repo.delete_unlent_book(self._pool, book_id):
+            await self._changed(book_id)
             return
         on_loan = await repo.copies_on_loan(self._pool, book_id)
         if on_loan is None:
@@ -100,12 +119,17 @@ class CatalogService:
         The reservation row is inserted first: a duplicate id then never touches
         the copies, and a concurrent duplicate waits for the first to finish.
         """
+        existing: ReservationView | None = None
         async with self._pool.acquire() as conn, conn.transaction():
-            if await repo.insert_reservation(conn, reservation_id, book_id):
+            taken = await repo.insert_reservation(conn, reservation_id, book_id)
+            if taken:
                 if not await repo.take_copy(conn, book_id):
                     raise NoCopyAvailable(book_id)  # rolls the reservation row back too
-                return ReservationView(reservation_id, book_id, "reserved"), True
-            existing = await repo.get_reservation(conn, reservation_id)
+            else:
+                existing = await repo.get_reservation(conn, reservation_id)
+        if taken:
+            await self._changed(book_id)
+            return ReservationView(reservation_id, book_id, "reserved"), True
         if existing is None:  # ON CONFLICT found the row, so only a bug gets here
             raise RuntimeError(f"reservation {reservation_id!r} vanished while being read")
         if existing.state == "released":
@@ -127,15 +151,22 @@ class CatalogService:
         copy nobody will return.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            for _ in range(_RELEASE_PASSES):
-                book_id = await repo.mark_released(conn, reservation_id)
-                if book_id is not None:
-                    await repo.return_copy(conn, book_id)
-                    return ReservationView(reservation_id, book_id, "released")
-                existing = await repo.get_reservation(conn, reservation_id)
-                if existing is not None and existing.state == "released":
-                    return existing
-                if existing is None and await repo.insert_tombstone(conn, reservation_id):
-                    return ReservationView(reservation_id, None, "released")
-                # A reserve of this id committed since the UPDATE looked: release it on the next pass.
+            view, returned = await self._release_in(conn, reservation_id)
+        if returned and view.book_id is not None:
+            await self._changed(view.book_id)
+        return view
+
+    async def _release_in(self, conn: repo.Connection, reservation_id: str) -> tuple[ReservationView, bool]:
+        """The release inside its transaction; True when a copy went back to the shelf now."""
+        for _ in range(_RELEASE_PASSES):
+            book_id = await repo.mark_released(conn, reservation_id)
+            if book_id is not None:
+                await repo.return_copy(conn, book_id)
+                return ReservationView(reservation_id, book_id, "released"), True
+            existing = await repo.get_reservation(conn, reservation_id)
+            if existing is not None and existing.state == "released":
+                return existing, False
+            if existing is None and await repo.insert_tombstone(conn, reservation_id):
+                return ReservationView(reservation_id, None, "released"), False
+            # A reserve of this id committed since the UPDATE looked: release it on the next pass.
         raise RuntimeError(f"reservation {reservation_id!r} could not be released")

@@ -32,6 +32,7 @@ from bookvault.gateway.routing import RouteTable, has_dot_segment
 from bookvault.gateway.upstream_client import UpstreamPoolCollector, open_session
 from bookvault.gateway.upstream_errors import UPSTREAM_ERRORS, error_kind
 from bookvault.logs import configure_logging, get_logger
+from bookvault.web.resilience import Guards
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -69,7 +70,11 @@ class GatewayApp:
         self._pool_metrics = UpstreamPoolCollector(self.routes.routes)
         self.metrics.registry.register(self._pool_metrics)
         self._trusted = TrustedProxies(settings.trusted_proxies)
-        self._proxy = UpstreamProxy(settings.upstream_timeout_s, settings.upstream_connect_timeout_s)
+        self.guards = Guards(settings)
+        self.metrics.registry.register(self.guards.collector())
+        self._proxy = UpstreamProxy(
+            settings.upstream_timeout_s, settings.upstream_connect_timeout_s, self.guards
+        )
         # Auth before the body: an unauthenticated caller never gets to upload.
         # The body has no timeout setting of its own yet; the upstream's bounds it as well as anything.
         self._body_timeout_s = settings.upstream_timeout_s

@@ -16,7 +16,10 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from bookvault.config import Settings
+from bookvault.gateway.compression import Compression
 from bookvault.gateway.exchange import Stage
+from bookvault.gateway.rate_limit import RateLimitStage
+from bookvault.gateway.response_cache import response_cache_stage
 
 __all__ = ["ManagedStage", "pattern_stages"]
 
@@ -31,4 +34,10 @@ class ManagedStage(Protocol):
 def pattern_stages(settings: Settings) -> tuple[Stage, ...]:
     """The stages the switched-on patterns add, outermost first."""
     stages: list[Stage] = []
+    if settings.pattern_on("rate_limit"):
+        stages.append(RateLimitStage(settings))
+    if settings.pattern_on("gateway_cache") and (cache := response_cache_stage(settings)) is not None:
+        stages.append(cache)
+    if settings.pattern_on("compression"):
+        stages.append(Compression())
     return tuple(stages)

@@ -1,4 +1,5 @@
-"""What `bookvault status` reports: every component's state, replication and Redis memory.
+"""What `bookvault status` reports: every component's state, replication, Redis memory,
+and the circuit breakers and bulkheads of each process (read from its /metrics).
 
 Every probe has a short timeout and reports a component it cannot reach as
 down instead of failing, so the report works while parts of the stack are down.
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import urllib.error
+import urllib.request
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import RedisError
 
 from bookvault.config import SERVICE_NAMES, Settings
@@ -32,6 +36,7 @@ class StatusReport:
     components: list[dict[str, Any]]
     postgres: dict[str, Any]
     redis: dict[str, Any]
+    breakers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         settings = self.settings
@@ -52,6 +57,7 @@ class StatusReport:
             "redis_url": settings.redis_url,
             "redis": self.redis,
             "components": self.components,
+            "breakers": self.breakers,
         }
 
 
@@ -164,6 +170,54 @@ async def _component(
     return {**entry, "state": "running", "pid": pid}
 
 
+def breaker_rows(process: str, metrics_text: str) -> list[dict[str, Any]]:
+    """One row per dependency guarded in `process`, from its Prometheus exposition."""
+    rows: dict[str, dict[str, Any]] = {}
+    fields = {
+        "bookvault_breaker_failure_rate": "failure_rate",
+        "bookvault_breaker_slow_call_rate": "slow_call_rate",
+        "bookvault_breaker_not_permitted_calls_total": "not_permitted",
+        "bookvault_bulkhead_in_flight": "bulkhead_in_flight",
+        "bookvault_bulkhead_max_concurrent_calls": "bulkhead_max",
+        "bookvault_bulkhead_rejected_calls_total": "bulkhead_rejected",
+    }
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            dependency = sample.labels.get("dependency")
+            if dependency is None:
+                continue
+            row = rows.setdefault(dependency, {"process": process, "dependency": dependency, "state": None})
+            if sample.name == "bookvault_breaker_state":
+                if sample.value == 1.0:
+                    row["state"] = sample.labels.get("state")
+            elif sample.name in fields:
+                value = sample.value
+                rate = fields[sample.name].endswith("_rate")
+                row[fields[sample.name]] = (None if value < 0 else round(value, 1)) if rate else int(value)
+    return list(rows.values())
+
+
+def _read_metrics(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310 - our own http:// URL
+            body: bytes = response.read()
+            return body.decode("utf-8", "replace")
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+async def _breakers(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    running = [c for c in components if c["kind"] == "service" and c["state"] == "running"]
+    texts = await asyncio.gather(
+        *(asyncio.to_thread(_read_metrics, f"{c['address']}/metrics") for c in running)
+    )
+    rows: list[dict[str, Any]] = []
+    for component, text in zip(running, texts, strict=True):
+        if text is not None:
+            rows.extend(breaker_rows(component["name"], text))
+    return rows
+
+
 async def collect(settings: Settings, record: StackRecord | None, running: bool) -> StatusReport:
     components: list[dict[str, Any]] = []
     if record is not None:
@@ -184,7 +238,8 @@ async def collect(settings: Settings, record: StackRecord | None, running: bool)
         postgres_report, redis_report = await asyncio.gather(_postgres(settings), _redis(settings))
     else:
         postgres_report, redis_report = {"primary": {"state": "down"}, "replicas": []}, {"state": "down"}
-    return StatusReport(running, settings, record, components, postgres_report, redis_report)
+    breakers = await _breakers(components) if running else []
+    return StatusReport(running, settings, record, components, postgres_report, redis_report, breakers)
 
 
 def render_text(report: StatusReport) -> str:
@@ -225,4 +280,29 @@ def render_text(report: StatusReport) -> str:
             )
         else:
             lines.append(f"redis: {redis_info.get('state')} {redis_info.get('error', '')}".rstrip())
+        if report.breakers:
+            lines.append("")
+            lines.append(render_breakers(report.breakers))
     return "\n".join(lines)
+
+
+def render_breakers(rows: list[dict[str, Any]]) -> str:
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}%"
+
+    table = [
+        [
+            row["process"],
+            row["dependency"],
+            row["state"] or "-",
+            rate(row.get("failure_rate")),
+            rate(row.get("slow_call_rate")),
+            str(row.get("not_permitted", "-")),
+            f"{row['bulkhead_in_flight']}/{row['bulkhead_max']}" if "bulkhead_max" in row else "-",
+            str(row.get("bulkhead_rejected", "-")),
+        ]
+        for row in rows
+    ]
+    return render(
+        ["PROCESS", "DEPENDENCY", "BREAKER", "FAILED", "SLOW", "REFUSED", "BULKHEAD", "REJECTED"], table
+    )

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bookvault.logs import get_logger
+from bookvault.web.deadline import DeadlineMiddleware
 from bookvault.web.observability import MetricsMiddleware, ReadinessCheck, RequestMetrics
 from bookvault.web.problems import PROBLEM_CONTENT_TYPE, HTTPProblem, problem_body, problem_response
 
@@ -133,7 +134,11 @@ def create_service_app(
     return Starlette(
         routes=[*operational, *routes],
         lifespan=app_lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(RequestIdMiddleware),
+            Middleware(DeadlineMiddleware),
+        ],
         exception_handlers={
             HTTPProblem: _on_problem,
             HTTPException: _on_http_exception,

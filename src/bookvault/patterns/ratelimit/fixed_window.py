@@ -12,41 +12,19 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bookvault.patterns.ratelimit._validate import check_count, check_seconds
+from bookvault.patterns.ratelimit._windowed import WindowedAlgorithm
 from bookvault.patterns.ratelimit.algorithm import Outcome
 
 __all__ = ["FixedWindow"]
 
 
 @dataclass(frozen=True, slots=True)
-class FixedWindow:
-    limit: int
-    window: float
-
+class FixedWindow(WindowedAlgorithm):
     script: ClassVar[str] = "fixed_window"
     tag: ClassVar[str] = "fw"
 
-    def __post_init__(self) -> None:
-        check_count("FixedWindow", "limit", self.limit)
-        check_seconds("FixedWindow", "window", self.window)
-
-    @property
-    def quota(self) -> int:
-        return self.limit
-
-    @property
-    def capacity(self) -> int:
-        return self.limit
-
-    @property
-    def default_cost(self) -> int:
-        return 1
-
     def new_state(self) -> _Counter:
         return _Counter(self.limit, float(self.window))
-
-    def redis_args(self) -> tuple[int, int]:
-        return self.limit, round(self.window * 1_000_000)
 
 
 class _Counter:

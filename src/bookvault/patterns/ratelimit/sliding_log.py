@@ -12,41 +12,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bookvault.patterns.ratelimit._validate import check_count, check_seconds
+from bookvault.patterns.ratelimit._windowed import WindowedAlgorithm
 from bookvault.patterns.ratelimit.algorithm import Outcome
 
 __all__ = ["SlidingLog"]
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingLog:
-    limit: int
-    window: float
-
+class SlidingLog(WindowedAlgorithm):
     script: ClassVar[str] = "sliding_log"
     tag: ClassVar[str] = "sl"
 
-    def __post_init__(self) -> None:
-        check_count("SlidingLog", "limit", self.limit)
-        check_seconds("SlidingLog", "window", self.window)
-
-    @property
-    def quota(self) -> int:
-        return self.limit
-
-    @property
-    def capacity(self) -> int:
-        return self.limit
-
-    @property
-    def default_cost(self) -> int:
-        return 1
-
     def new_state(self) -> _Log:
         return _Log(self.limit, float(self.window))
-
-    def redis_args(self) -> tuple[int, int]:
-        return self.limit, round(self.window * 1_000_000)
 
 
 class _Log:

@@ -16,41 +16,19 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bookvault.patterns.ratelimit._validate import check_count, check_seconds
+from bookvault.patterns.ratelimit._windowed import WindowedAlgorithm
 from bookvault.patterns.ratelimit.algorithm import EPSILON, Outcome
 
 __all__ = ["SlidingWindow"]
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingWindow:
-    limit: int
-    window: float
-
+class SlidingWindow(WindowedAlgorithm):
     script: ClassVar[str] = "sliding_window"
     tag: ClassVar[str] = "sw"
 
-    def __post_init__(self) -> None:
-        check_count("SlidingWindow", "limit", self.limit)
-        check_seconds("SlidingWindow", "window", self.window)
-
-    @property
-    def quota(self) -> int:
-        return self.limit
-
-    @property
-    def capacity(self) -> int:
-        return self.limit
-
-    @property
-    def default_cost(self) -> int:
-        return 1
-
     def new_state(self) -> _TwoWindows:
         return _TwoWindows(self.limit, float(self.window))
-
-    def redis_args(self) -> tuple[int, int]:
-        return self.limit, round(self.window * 1_000_000)
 
 
 class _TwoWindows:
