@@ -108,6 +108,12 @@ def _phase_env(index: int) -> dict[str, str]:
     env["BOOKVAULT_PROFILE"] = "baseline"
     for name, on in switches_for(index).items():
         env[f"BOOKVAULT_{name.upper()}"] = "on" if on else "off"
+    # The load comes from one address and a few hundred members, far above any
+    # client's fair share: limits this high make every decision (and its Redis round
+    # trip) happen without refusing, so the row measures what limiting costs.
+    # Refusals are proven by the rate-limit tests, not here.
+    for setting in ("RATE", "BURST", "PAYMENTS_RATE", "PAYMENTS_BURST"):
+        env[f"BOOKVAULT_RATE_LIMIT_{setting}"] = "1000000"
     return env
 
 
@@ -358,7 +364,15 @@ def _row(
         claimed_throughput_gain=phase.claimed_throughput_gain,
         claimed_latency_change=phase.claimed_latency_change,
         percentiles_ms=percentiles or {},
+        failed_share=_failed_share(measurement) if measurement else None,
     )
+
+
+def _failed_share(measurement: Measurement) -> float | None:
+    failed = sum(count for status, count in measurement.statuses.items() if status >= 400)
+    failed += sum(measurement.errors.values())
+    total = sum(measurement.statuses.values()) + sum(measurement.errors.values())
+    return failed / total if total else None
 
 
 async def _ensure_database(admin_dsn: str, name: str) -> None:

@@ -44,6 +44,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from bookvault.patterns import pipelined_redis
+from bookvault.patterns.pipelined_redis import PipelinedRedis
 from bookvault.patterns.ratelimit import (
     GCRA,
     Algorithm,
@@ -89,9 +91,11 @@ def _client(url: str) -> Redis:
     return Redis.from_url(url, retry=Retry(NoBackoff(), 0))
 
 
-def _ours(algorithm: Algorithm, *, memory: bool = False) -> Callable[[str], Awaitable[tuple[Decide, Any]]]:
+def _ours(
+    algorithm: Algorithm, *, memory: bool = False, pipelined: bool = False
+) -> Callable[[str], Awaitable[tuple[Decide, Any]]]:
     async def open_(url: str) -> tuple[Decide, Callable[[], Awaitable[None]]]:
-        client = _client(url)
+        client: Redis | PipelinedRedis = PipelinedRedis.from_url(url) if pipelined else _client(url)
         if memory:
             limiter = RateLimiter("bench", algorithm, MemoryBackend())
         else:
@@ -158,6 +162,11 @@ def _throttled(using: str) -> Callable[[str], Awaitable[tuple[Decide, Any]]]:
 
 CONTENDERS: tuple[Contender, ...] = (
     Contender("token bucket", "bookvault", _ours(TokenBucket(RATE, BURST))),
+    Contender(
+        "token bucket, pipelined client (the gateway's)",
+        "bookvault",
+        _ours(TokenBucket(RATE, BURST), pipelined=True),
+    ),
     Contender("GCRA", "bookvault", _ours(GCRA(RATE, 1.0, BURST))),
     Contender("sliding window counter", "bookvault", _ours(SlidingWindow(BURST, WINDOW_S))),
     Contender("fixed window", "bookvault", _ours(FixedWindow(BURST, WINDOW_S))),
@@ -172,20 +181,30 @@ CONTENDERS: tuple[Contender, ...] = (
 
 @contextlib.contextmanager
 def _count_round_trips() -> Iterator[list[int]]:
-    """Count what every contender writes to Redis through redis-py (all three use it):
-    one write per command, or per pipeline, i.e. one per round trip."""
+    """Count what every contender writes to Redis through redis-py (all three use it)
+    or through our pipelined client: one write per command, or per pipeline, i.e.
+    one per round trip."""
     counter = [0]
     original = AbstractConnection.send_packed_command
+    original_pipelined = pipelined_redis._Connection.send
 
     async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
         counter[0] += 1
         await original(self, command, check_health)
 
+    def counting_pipelined(
+        self: pipelined_redis._Connection, packed: bytes, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[Any]:
+        counter[0] += 1
+        return original_pipelined(self, packed, loop)
+
     AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    pipelined_redis._Connection.send = counting_pipelined  # type: ignore[method-assign]
     try:
         yield counter
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+        pipelined_redis._Connection.send = original_pipelined  # type: ignore[method-assign]
 
 
 async def _redis_costs(admin: Redis) -> tuple[float, int]:

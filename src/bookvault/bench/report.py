@@ -27,6 +27,9 @@ class PhaseRow:
     claimed_throughput_gain: str
     claimed_latency_change: str
     percentiles_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Answers that were not a success (4xx, 5xx, transport errors): a phase must not
+    # look fast by refusing.
+    failed_share: float | None = None
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -41,22 +44,23 @@ def _gain(current: float | None, previous: float | None) -> str:
 
 def markdown_table(rows: list[PhaseRow]) -> str:
     header = (
-        "| Phase | req/s | p50 ms | p99 ms | DB queries/s | bytes/resp | cache hit | "
+        "| Phase | req/s | p50 ms | p99 ms | DB queries/s | bytes/resp | cache hit | failed | "
         "measured gain vs previous | seed's claimed gain |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     previous: float | None = None
     for row in rows:
         title = row.title if row.built else f"{row.title} — not built: {', '.join(row.not_built)}"
         if not row.built and row.requests_per_s is None:
-            lines.append(f"| {title} | not built | | | | | | | {row.claimed_throughput_gain} |")
+            lines.append(f"| {title} | not built | | | | | | | | {row.claimed_throughput_gain} |")
             continue
         lines.append(
             f"| {title} | {_fmt(row.requests_per_s, ',.0f')} | {_fmt(row.p50_ms, '.2f')} | "
             f"{_fmt(row.p99_ms, '.2f')} | {_fmt(row.db_queries_per_s, ',.0f')} | "
             f"{_fmt(row.bytes_per_response, ',.0f')} | {_fmt(row.cache_hit_ratio, '.0%')} | "
-            f"{_gain(row.requests_per_s, previous)} | {row.claimed_throughput_gain}, "
+            f"{_fmt(row.failed_share, '.1%')} | {_gain(row.requests_per_s, previous)} | "
+            f"{row.claimed_throughput_gain}, "
             f"latency {row.claimed_latency_change} |"
         )
         previous = row.requests_per_s if row.requests_per_s is not None else previous

@@ -24,7 +24,7 @@ from bookvault.gateway.client_address import TrustedProxies
 from bookvault.gateway.exchange import Exchange, GatewayProblem, Reply, Stage, compose, problem_reply
 from bookvault.gateway.headers import read_request_headers
 from bookvault.gateway.metrics import GatewayMetrics
-from bookvault.gateway.pipeline import ManagedStage, pattern_stages
+from bookvault.gateway.pipeline import ManagedStage, MeteredStage, pattern_stages
 from bookvault.gateway.proxy import UpstreamProxy
 from bookvault.gateway.readiness import unready_upstreams
 from bookvault.gateway.request_id import request_id_for
@@ -81,6 +81,9 @@ class GatewayApp:
         body = BodyReader(settings.max_body_bytes, timeout_s=self._body_timeout_s)
         stages: tuple[Stage, ...] = (EdgeAuth(codec), body, *extra_stages)
         self._managed = [stage for stage in extra_stages if isinstance(stage, ManagedStage)]
+        for stage in extra_stages:
+            if isinstance(stage, MeteredStage):
+                self.metrics.registry.register(stage.collector)
         self._handler = compose(stages, self._proxy)
         self._own: dict[str, OwnEndpoint] = {
             "/healthz": self._healthz,

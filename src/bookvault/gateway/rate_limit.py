@@ -27,15 +27,13 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from bookvault.config import SERVICE_NAMES, Settings
 from bookvault.gateway.exchange import Exchange, Handler, Reply, problem_reply
 from bookvault.gateway.limit_policies import PAYMENTS, PolicySpec, client_key, is_payment, policy_specs
 from bookvault.logs import get_logger
 from bookvault.patterns.clock import Clock
+from bookvault.patterns.pipelined_redis import PipelinedRedis
 from bookvault.patterns.ratelimit import (
     Backend,
     Decision,
@@ -98,15 +96,15 @@ class RateLimitStage:
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         """`clock` drives the local limiters (memory backend and Redis fallback); tests pass a FakeClock."""
         specs = policy_specs(settings, SERVICE_NAMES)
-        self._client: Redis | None = None
+        self._client: PipelinedRedis | None = None
         self._redis: RedisBackend | None = None
         backend: Backend
         if settings.redis_url:
-            self._client = Redis.from_url(
-                settings.redis_url,
-                # No retries inside redis-py: the limiter bounds each call and applies its policy.
-                retry=Retry(NoBackoff(), 0),
-                socket_connect_timeout=settings.rate_limit_timeout_s,
+            # The pipelined client: a decision on every request costs a third of
+            # redis-py's CPU (BENCHMARKS.md). No retries inside it: the limiter
+            # bounds each call and applies its policy.
+            self._client = PipelinedRedis.from_url(
+                settings.redis_url, connect_timeout_s=settings.rate_limit_timeout_s
             )
             self._redis = RedisBackend(self._client)
             backend = self._redis

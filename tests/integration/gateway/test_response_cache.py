@@ -248,6 +248,26 @@ async def test_hits_are_shared_between_gateway_processes(
     assert "Age" in hit.headers
 
 
+def _cache_counter(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(f'bookvault_cache_{name}_total{{cache="gateway"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"bookvault_cache_{name}_total is missing from the gateway's /metrics")
+
+
+async def test_the_gateways_metrics_count_its_hits_and_misses(
+    gateways: tuple[str, str], system: Settings, client: aiohttp.ClientSession, make_token: Any
+) -> None:
+    first, _ = gateways
+    before = (await fetch(client, "GET", first + "/metrics")).body.decode()
+    book = await create_book(client, system.service_url("catalog"), make_token("1", "admin"))
+    url = first + f"/api/catalog/v1/books/{book['id']}"
+    assert [(await fetch(client, "GET", url)).cache for _ in range(3)] == ["MISS", "HIT", "HIT"]
+    after = (await fetch(client, "GET", first + "/metrics")).body.decode()
+    assert _cache_counter(after, "hits") - _cache_counter(before, "hits") == 2
+    assert _cache_counter(after, "misses") - _cache_counter(before, "misses") == 1
+
+
 async def test_if_none_match_gets_304_through_the_gateway(
     gateways: tuple[str, str], system: Settings, client: aiohttp.ClientSession, make_token: Any
 ) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 from bookvault.bench.phases import PHASES, switches_for
@@ -46,3 +47,12 @@ def test_charts_are_png_files(tmp_path: Path) -> None:
     assert [f.name for f in files] == ["ladder-phases.png", "ladder-latency.png"]
     for file in files:
         assert file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_shows_the_share_of_failed_answers() -> None:
+    refusing = dataclasses.replace(_row("phase4", 9000.0), failed_share=0.65)
+    table = markdown_table([_row("baseline", 1000.0), refusing])
+    header, _, baseline, phase4 = table.splitlines()
+    assert "| failed |" in header
+    assert "| 65.0% |" in phase4
+    assert "| — |" in baseline  # not measured: shown as unknown, never as 0%
