@@ -3,14 +3,21 @@ gateway and the services.
 
 The accepted algorithm comes from configuration only; the token's own `alg`
 header never chooses it (that is how `alg: none` and key-confusion attacks work).
+
+Every signed token carries a random `jti` and its `iat`, so it can be revoked on
+its own (by id) or with all of its subject's tokens issued before a time. Whoever
+keeps revocations (the gateway, see `gateway/revocations.py`) passes a
+`RevocationCheck` to the codec; it is asked on every use of a token, including
+uses answered from the verified-token memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import jwt
 
@@ -42,6 +49,21 @@ class Principal:
         return self.subject.isascii() and self.subject.isdigit() and int(self.subject) == member_id
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token whose signature, issuer and expiry checked out, with what revoking needs."""
+
+    principal: Principal
+    token_id: str | None  # the `jti`; None for tokens minted without one
+    issued_at: float | None  # the `iat`; None when absent
+    expires_at: float
+
+
+class RevocationCheck(Protocol):
+    def is_revoked(self, token: VerifiedToken) -> bool:
+        """Whether `token` was revoked. Called on every use of a token: keep it a lookup."""
+
+
 class TokenCodec:
     """Signs and verifies tokens with one key and one fixed algorithm.
 
@@ -50,9 +72,23 @@ class TokenCodec:
     verified are therefore remembered, keyed by their exact bytes, until their
     own expiry: a remembered token is re-checked against `exp` on every use, and
     a token that failed is never remembered. The cache is bounded.
+
+    `revocations`, when given, is consulted on every use, remembered or not, so a
+    revoked token is refused from the next request on. `max_ttl_s`, when given,
+    refuses tokens meant to live longer (or that do not say when they were
+    issued): it bounds how long a revocation of a subject has to be kept.
     """
 
-    __slots__ = ("_algorithm", "_cache_size", "_issuer", "_key", "_now", "_verified")
+    __slots__ = (
+        "_algorithm",
+        "_cache_size",
+        "_issuer",
+        "_key",
+        "_max_ttl_s",
+        "_now",
+        "_revocations",
+        "_verified",
+    )
 
     def __init__(
         self,
@@ -62,38 +98,58 @@ class TokenCodec:
         *,
         cache_size: int = 4096,
         now: Callable[[], float] = time.time,
+        revocations: RevocationCheck | None = None,
+        max_ttl_s: float | None = None,
     ) -> None:
         if len(key) < 32:
             raise ValueError("the JWT key must be at least 32 characters")
+        if max_ttl_s is not None and not max_ttl_s > 0:
+            raise ValueError("the longest token lifetime must be positive")
         self._key = key
         self._algorithm = algorithm
         self._issuer = issuer
         self._cache_size = cache_size
         self._now = now
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._revocations = revocations
+        self._max_ttl_s = max_ttl_s
+        self._verified: dict[str, VerifiedToken] = {}
 
     def sign(self, subject: str, role: Role, ttl_s: int = 3600, now: float | None = None) -> str:
-        issued = int(time.time() if now is None else now)
-        claims = {"sub": subject, "role": role, "iss": self._issuer, "iat": issued, "exp": issued + ttl_s}
+        # Millisecond times (JWT allows fractions): a token issued just after its
+        # subject's tokens were revoked must not look as if issued before.
+        issued = round(time.time() if now is None else now, 3)
+        claims = {
+            "sub": subject,
+            "role": role,
+            "iss": self._issuer,
+            "iat": issued,
+            "exp": issued + ttl_s,
+            "jti": secrets.token_urlsafe(12),
+        }
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
     def verify(self, token: str) -> Principal:
-        remembered = self._verified.get(token)
-        if remembered is not None:
-            principal, expires = remembered
-            if self._now() < expires:
-                return principal
-            del self._verified[token]
-            raise AuthError("the token has expired")
-        principal, expires = self._decode(token)
-        if self._cache_size > 0:
-            if len(self._verified) >= self._cache_size:
-                # Forget the oldest entry (dicts keep insertion order).
-                del self._verified[next(iter(self._verified))]
-            self._verified[token] = (principal, expires)
-        return principal
+        return self.verify_token(token).principal
 
-    def _decode(self, token: str) -> tuple[Principal, float]:
+    def verify_token(self, token: str) -> VerifiedToken:
+        """The verified token with its id and times; AuthError when it is not acceptable."""
+        verified = self._verified.get(token)
+        if verified is not None:
+            if self._now() >= verified.expires_at:
+                del self._verified[token]
+                raise AuthError("the token has expired")
+        else:
+            verified = self._decode(token)
+            if self._cache_size > 0:
+                if len(self._verified) >= self._cache_size:
+                    # Forget the oldest entry (dicts keep insertion order).
+                    del self._verified[next(iter(self._verified))]
+                self._verified[token] = verified
+        if self._revocations is not None and self._revocations.is_revoked(verified):
+            raise AuthError("the token has been revoked")
+        return verified
+
+    def _decode(self, token: str) -> VerifiedToken:
         try:
             claims = jwt.decode(
                 token,
@@ -110,7 +166,19 @@ class TokenCodec:
         subject = claims.get("sub")
         if role not in ROLES or not isinstance(subject, str) or not subject:
             raise AuthError("invalid token: unknown role or empty subject")
-        return Principal(subject=subject, role=role), float(claims["exp"])
+        token_id = claims.get("jti")
+        issued = claims.get("iat")
+        expires = float(claims["exp"])
+        if self._max_ttl_s is not None and (
+            not isinstance(issued, int | float) or expires - float(issued) > self._max_ttl_s
+        ):
+            raise AuthError(f"invalid token: it must carry 'iat' and live at most {self._max_ttl_s:g}s")
+        return VerifiedToken(
+            Principal(subject=subject, role=role),
+            token_id if isinstance(token_id, str) and token_id else None,
+            float(issued) if isinstance(issued, int | float) else None,
+            expires,
+        )
 
     def verify_header(self, authorization: str | None) -> Principal | None:
         """Verify an `Authorization` header value; None when there is none."""

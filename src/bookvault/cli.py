@@ -212,8 +212,44 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     settings, _paths = _stack_settings(args)
+    if args.revoke:
+        return _revoke_member_tokens(settings, str(args.member))
+    if args.ttl > settings.jwt_max_ttl_s:
+        raise StackError(
+            f"the gateway accepts tokens living at most {settings.jwt_max_ttl_s} s "
+            "(BOOKVAULT_JWT_MAX_TTL_S); ask for a shorter --ttl"
+        )
     codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
     print(codec.sign(str(args.member), args.role, args.ttl))
+    return EXIT_OK
+
+
+def _revoke_member_tokens(settings: Settings, member: str) -> int:
+    """Every token of `member` issued until now is refused by every gateway process."""
+    from bookvault.gateway.revocations import RevocationStore, RevocationStoreError
+
+    if settings.redis_url is None:
+        raise StackError("no Redis to store the revocation in: start the stack or set BOOKVAULT_REDIS_URL")
+    redis_url = settings.redis_url
+
+    async def revoke() -> float:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(redis_url)
+        store = RevocationStore(client, max_ttl_s=settings.jwt_max_ttl_s)
+        try:
+            now = time.time()
+            await store.revoke_subject(member, now, now=now)
+            return now
+        finally:
+            await client.aclose()
+
+    try:
+        cutoff = asyncio.run(revoke())
+    except RevocationStoreError as exc:
+        raise StackError(str(exc)) from None
+    issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cutoff))
+    print(f"revoked every token of member {member} issued before {issued}")
     return EXIT_OK
 
 
@@ -275,10 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.set_defaults(handler=cmd_seed)
 
-    token = commands.add_parser("token", parents=[state_dir], help="print a signed JWT for a member")
+    token = commands.add_parser(
+        "token", parents=[state_dir], help="print a signed JWT for a member, or revoke the member's tokens"
+    )
     token.add_argument("--member", type=_positive_int, required=True, help="member id (the token's subject)")
     token.add_argument("--role", choices=["member", "admin"], default="member")
     token.add_argument("--ttl", type=_positive_int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument(
+        "--revoke", action="store_true", help="instead: refuse every token of the member issued until now"
+    )
     token.set_defaults(handler=cmd_token)
 
     migrate_parser = commands.add_parser("migrate", parents=[state_dir], help="apply pending migrations")

@@ -50,6 +50,8 @@ BUILT_PATTERNS: frozenset[str] = frozenset(
         "breakers",
         "retries",
         "bulkheads",
+        "replicas",
+        "materialized_views",
     }
 )
 
@@ -79,6 +81,12 @@ class Settings:
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_secret: str | None = None
     jwt_issuer: str = "bookvault"
+    # Token revocation at the gateway (always on when Redis is configured): the longest
+    # token lifetime the gateway accepts, which is how long a revocation of a member's
+    # tokens is kept; and whether authenticated requests get 503 while the revocation
+    # list cannot be kept current (default: the last known list keeps being applied).
+    jwt_max_ttl_s: int = 7 * 24 * 3600
+    revocation_fail_closed: bool = False
     # Gateway
     max_body_bytes: int = 1024 * 1024
     upstream_timeout_s: float = 10.0
@@ -104,6 +112,23 @@ class Settings:
     # Services
     pool_min_size: int = 2
     pool_max_size: int = 10
+    # Pool timings, HikariCP's names in brackets, defaults from seed 002's tuned pool:
+    # acquire timeout [connectionTimeout], idle timeout [idleTimeout], max lifetime
+    # [maxLifetime], leak detection [leakDetectionThreshold] (0 turns it off).
+    pool_acquire_timeout_s: float = 20.0
+    pool_idle_timeout_s: float = 600.0
+    pool_max_lifetime_s: float = 1800.0
+    pool_leak_detection_s: float = 60.0
+    # Read replicas (switch `replicas`): a replica further behind than either limit
+    # serves no reads; a principal's write position is remembered this long.
+    replica_max_lag_bytes: int = 16 * 1024 * 1024
+    replica_max_lag_seconds: float = 5.0
+    replica_poll_interval_s: float = 0.25
+    write_position_ttl_s: float = 30.0
+    # Read models (switch `materialized_views`): genre statistics are refreshed once
+    # book edits have been quiet this long, and never later than the max delay.
+    stats_refresh_quiet_s: float = 1.0
+    stats_refresh_max_delay_s: float = 10.0
     catalog_timeout_s: float = 2.0
     # Where borrowing reaches the catalog; None means the catalog's own port on `host`
     # (tests point it at a fault proxy).
@@ -118,6 +143,12 @@ class Settings:
     max_page_size: int = 100
     loan_days: int = 14
     late_fee_cents_per_day: int = 25
+    # Workers (bookvault.workers): `bookvault up` runs between workers_min and
+    # workers_max worker processes, one more for each workers_lag_per_worker events
+    # their consumer group is behind.
+    workers_min: int = 1
+    workers_max: int = 4
+    workers_lag_per_worker: int = 1000
     log_level: str = "info"
     access_log: bool = False
     # Pattern switches; None means "as the profile says".
@@ -301,8 +332,14 @@ def _validate(settings: Settings) -> None:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise ConfigError(f"BOOKVAULT_TRUSTED_PROXIES: {proxy!r} is not an IP network") from None
+    if settings.jwt_max_ttl_s < 1:
+        raise ConfigError("BOOKVAULT_JWT_MAX_TTL_S must be at least 1 second")
     if settings.gateway_workers < 1:
         raise ConfigError("BOOKVAULT_GATEWAY_WORKERS must be at least 1")
+    if not 1 <= settings.workers_min <= settings.workers_max:
+        raise ConfigError("BOOKVAULT_WORKERS_MIN must be at least 1 and at most BOOKVAULT_WORKERS_MAX")
+    if settings.workers_lag_per_worker < 1:
+        raise ConfigError("BOOKVAULT_WORKERS_LAG_PER_WORKER must be at least 1")
     if not 1 <= settings.max_page_size <= 1000:
         raise ConfigError("BOOKVAULT_MAX_PAGE_SIZE must be between 1 and 1000")
     if not (settings.rate_limit_rate > 0 and settings.rate_limit_payments_rate > 0):
@@ -313,3 +350,27 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("BOOKVAULT_RATE_LIMIT_TIMEOUT_S must be positive")
     if not 400 <= settings.rate_limit_empty_key_status <= 599:
         raise ConfigError("BOOKVAULT_RATE_LIMIT_EMPTY_KEY_STATUS must be a 4xx or 5xx status")
+    if not (settings.pool_acquire_timeout_s > 0 and settings.pool_max_lifetime_s > 0):
+        raise ConfigError(
+            "BOOKVAULT_POOL_ACQUIRE_TIMEOUT_S and BOOKVAULT_POOL_MAX_LIFETIME_S must be positive"
+        )
+    if settings.pool_idle_timeout_s < 0 or settings.pool_leak_detection_s < 0:
+        raise ConfigError(
+            "BOOKVAULT_POOL_IDLE_TIMEOUT_S and BOOKVAULT_POOL_LEAK_DETECTION_S cannot be negative"
+        )
+    if settings.replica_max_lag_bytes < 0 or settings.replica_max_lag_seconds < 0:
+        raise ConfigError(
+            "BOOKVAULT_REPLICA_MAX_LAG_BYTES and BOOKVAULT_REPLICA_MAX_LAG_SECONDS cannot be negative"
+        )
+    if not (settings.replica_poll_interval_s > 0 and settings.write_position_ttl_s > 0):
+        raise ConfigError(
+            "BOOKVAULT_REPLICA_POLL_INTERVAL_S and BOOKVAULT_WRITE_POSITION_TTL_S must be positive"
+        )
+    if settings.write_position_ttl_s <= settings.replica_max_lag_seconds:
+        # A position forgotten while a replica may still be that far behind would
+        # let the writer read the replica's older state.
+        raise ConfigError("BOOKVAULT_WRITE_POSITION_TTL_S must exceed BOOKVAULT_REPLICA_MAX_LAG_SECONDS")
+    if not 0 <= settings.stats_refresh_quiet_s <= settings.stats_refresh_max_delay_s:
+        raise ConfigError(
+            "BOOKVAULT_STATS_REFRESH_QUIET_S must be between 0 and BOOKVAULT_STATS_REFRESH_MAX_DELAY_S"
+        )

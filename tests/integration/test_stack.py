@@ -185,8 +185,26 @@ def test_status_json_reports_the_stack(cli_stack: CliStack) -> None:
     assert replica["replay_lsn"]
     assert report["redis"]["maxmemory_policy"] == "allkeys-lru"
     assert report["profile"] == "baseline"
-    names = ("postgres-primary", "postgres-replica", "redis", "catalog", "borrowing", "accounts", "gateway")
+    names = (
+        "postgres-primary",
+        "postgres-replica",
+        "redis",
+        "catalog",
+        "borrowing",
+        "accounts",
+        "gateway",
+        "worker-1",
+    )
     assert {c["name"]: c["state"] for c in report["components"]} == dict.fromkeys(names, "running")
+    # The event flow: each outbox's backlog and the late-fee consumer group's lag.
+    assert {o["service"]: o["state"] for o in report["events"]["outbox"]} == {
+        "borrowing": "up",
+        "accounts": "up",
+    }
+    assert [(s["stream"], s["group"], s["lag"]) for s in report["events"]["streams"]] == [
+        ("events:loans", "late-fees", 0),
+        ("events:accounts", "summaries", 0),
+    ]
 
 
 def test_a_second_up_says_already_running(cli_stack: CliStack) -> None:
@@ -276,7 +294,7 @@ def _processes_of(state_dir: Path, groups: set[int]) -> list[str]:
 def test_down_leaves_no_process_behind(cli_stack: CliStack) -> None:
     report = cli_stack.status()
     groups = {c["pid"] for c in report["components"] if c["pid"]}
-    assert len(groups) == 7
+    assert len(groups) == 8  # 7 components and one worker
     result = cli_stack.run("down")
     assert result.returncode == 0, result.stderr
     assert "stopped" in result.stdout

@@ -3,9 +3,9 @@
 AccountsError
  ├── InvalidRequest          a header, cursor or parameter we cannot use (400)
  ├── MemberNotFound          no such member (404)
- ├── EmailTaken              another member has this email (409)
- ├── IdempotencyKeyInFlight  the first request with this key is still running (409)
- └── IdempotencyKeyReused    the key was used for a different request (422)
+ └── EmailTaken              another member has this email (409)
+
+Idempotency-Key outcomes (400, 409, 422) are bookvault.patterns.idempotency's errors.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 __all__ = [
     "AccountsError",
     "EmailTaken",
-    "IdempotencyKeyInFlight",
-    "IdempotencyKeyReused",
     "InvalidRequest",
     "MemberNotFound",
 ]
@@ -37,16 +35,3 @@ class MemberNotFound(AccountsError):
 class EmailTaken(AccountsError):
     def __init__(self) -> None:
         super().__init__("a member with this email already exists")
-
-
-class IdempotencyKeyInFlight(AccountsError):
-    def __init__(self) -> None:
-        super().__init__("a request with this Idempotency-Key is still being processed; retry it in a moment")
-
-
-class IdempotencyKeyReused(AccountsError):
-    def __init__(self) -> None:
-        super().__init__(
-            "this Idempotency-Key was already used for a different request (another body, endpoint "
-            "or caller); send a new key for a new request"
-        )

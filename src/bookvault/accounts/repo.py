@@ -8,14 +8,29 @@ errors of `bookvault.accounts.errors` instead.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
-from bookvault.accounts.errors import EmailTaken, IdempotencyKeyInFlight, MemberNotFound
+from bookvault.accounts.errors import EmailTaken
+from bookvault.accounts.ledger import LedgerEvent
+from bookvault.patterns.idempotency import (
+    Idempotency,
+    Outcome,
+    PostgresIdempotencyStore,
+    RedisReplayCache,
+    Scope,
+    StoredResponse,
+    sweep_expired,
+)
+from bookvault.patterns.outbox import add_event, lock_aggregate, purge_published
 
-__all__ = ["AccountsRepo", "NewMovement", "Recorded"]
+__all__ = ["EVENTS_TOPIC", "AccountsRepo", "NewMovement"]
+
+# The outbox topic of account events (`payment.recorded`, `charge.recorded`,
+# payload: the transaction as the API returns it).
+EVENTS_TOPIC = "accounts"
 
 _CREATE_MEMBER = """
 WITH member AS (
@@ -50,15 +65,6 @@ SELECT b.member_id,
  WHERE b.member_id = $1
 """
 
-_FIND_BY_KEY = """
-SELECT id, member_id, kind, amount_cents, balance_after_cents, created_at, request_fingerprint
-  FROM transactions
- WHERE member_id = $1 AND kind = $2 AND idempotency_key = $3
-"""
-
-# Transaction-scoped, so a crashed or rolled-back request can never leave it held.
-_CLAIM_KEY = "SELECT pg_try_advisory_xact_lock($1)"
-
 # Locks the member's balance row, moves it and appends the ledger row in one
 # statement. created_at never goes below the previous row's (kept in updated_at),
 # so per member, time order is balance order even if the clock steps back.
@@ -73,7 +79,7 @@ WITH moved AS (
 INSERT INTO transactions (member_id, kind, amount_cents, currency, balance_after_cents, created_at,
                           idempotency_key, request_fingerprint)
 SELECT $1, $2, $4, $5, moved.balance_cents, moved.updated_at, $6, $7 FROM moved
-RETURNING id, member_id, kind, amount_cents, balance_after_cents, created_at, request_fingerprint
+RETURNING id, member_id, kind, amount_cents, balance_after_cents, created_at
 """
 
 # Missing bounds become infinities so every condition stays usable by the
@@ -104,8 +110,31 @@ SELECT m.id AS member_id,
  GROUP BY m.id
 """
 
+_LEDGER = """
+SELECT kind, amount_cents, balance_after_cents, created_at
+  FROM transactions
+ WHERE member_id = $1
+ ORDER BY created_at, id
+"""
+
+# Every stored balance set to what the ledger says; returns the rows that differed.
+_REBUILD_BALANCES = """
+WITH replayed AS (
+    SELECT b.member_id,
+           coalesce(sum(CASE t.kind WHEN 'payment' THEN t.amount_cents ELSE -t.amount_cents END), 0)::bigint
+               AS balance_cents
+      FROM balances b
+      LEFT JOIN transactions t ON t.member_id = b.member_id
+     GROUP BY b.member_id
+)
+UPDATE balances b
+   SET balance_cents = r.balance_cents
+  FROM replayed r
+ WHERE b.member_id = r.member_id AND b.balance_cents <> r.balance_cents
+RETURNING b.member_id
+"""
+
 _EMAIL_UNIQUE = "members_email_unique"
-_KEY_UNIQUE = "transactions_idempotency_unique"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,24 +146,17 @@ class NewMovement:
     amount_cents: int
     delta_cents: int
     currency: str
-    idempotency_key: str
+    scope: Scope
     fingerprint: str
-    lock_id: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Recorded:
-    """The ledger row stored under a key, and whether this call created it."""
-
-    row: asyncpg.Record
-    created: bool
 
 
 class AccountsRepo:
-    __slots__ = ("_pool",)
+    __slots__ = ("_pool", "_replays")
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, replays: RedisReplayCache | None = None) -> None:
         self._pool = pool
+        # The fast path for retries: completed outcomes replayed from Redis.
+        self._replays = replays
 
     async def create_member(self, name: str, email: str, tier: str) -> asyncpg.Record:
         try:
@@ -159,42 +181,76 @@ class AccountsRepo:
             row = await self._pool.fetchrow(_BALANCE_AS_OF, member_id, as_of)
         return row
 
-    async def record(self, movement: NewMovement) -> Recorded:
-        """Append `movement` unless its key is taken; return the row stored under the key.
+    async def record_once(
+        self,
+        guard: Idempotency,
+        movement: NewMovement,
+        render: Callable[[asyncpg.Record | None], StoredResponse],
+    ) -> Outcome:
+        """Append `movement` at most once per idempotency scope.
 
-        A stored key is found without locking anything. Otherwise the key is
-        claimed (advisory lock, so a concurrent duplicate gets 409 instead of
-        queueing) and the unique constraint makes the claim final at commit.
+        A completed key is replayed without taking any lock: from Redis when it
+        is there (no database round trip), else from the database, which then
+        puts it in Redis for the next retry. Otherwise the key is
+        claimed, the balance moved, the ledger row appended and the rendered
+        response stored, all in one transaction; `render` gets the new row, or
+        None when the member does not exist (an outcome stored like any other).
         """
+        if self._replays is not None:
+            cached = guard.replay(await self._replays.get(movement.scope), movement.fingerprint)
+            if cached is not None:
+                return cached
         async with self._pool.acquire() as conn:
-            stored = await self._find_by_key(conn, movement)
-            if stored is not None:
-                return Recorded(stored, created=False)
-            try:
-                async with conn.transaction():
-                    if not await conn.fetchval(_CLAIM_KEY, movement.lock_id):
-                        raise IdempotencyKeyInFlight
-                    row = await conn.fetchrow(
-                        _APPEND,
-                        movement.member_id,
-                        movement.kind,
-                        movement.delta_cents,
-                        movement.amount_cents,
-                        movement.currency,
-                        movement.idempotency_key,
-                        movement.fingerprint,
+            store = PostgresIdempotencyStore(conn)
+            stored = await store.find(movement.scope)
+            replayed = guard.replay(stored, movement.fingerprint)
+            if replayed is not None:
+                if self._replays is not None and stored is not None and stored.expires_in is not None:
+                    await self._replays.put(movement.scope, stored, stored.expires_in)
+                return replayed
+
+            async def append() -> StoredResponse:
+                # Before the first write: per member, transaction ids then follow
+                # commit order, and so does the outbox relay.
+                await lock_aggregate(conn, "member", str(movement.member_id))
+                row: asyncpg.Record | None = await conn.fetchrow(
+                    _APPEND,
+                    movement.member_id,
+                    movement.kind,
+                    movement.delta_cents,
+                    movement.amount_cents,
+                    movement.currency,
+                    movement.scope.key,
+                    movement.fingerprint,
+                )
+                response = render(row)
+                if row is not None:
+                    await add_event(
+                        conn,
+                        EVENTS_TOPIC,
+                        f"{movement.kind}.recorded",
+                        str(movement.member_id),
+                        response.body.decode(),
                     )
-            except asyncpg.UniqueViolationError as exc:
-                # The first request committed between our lookup and our claim.
-                if exc.constraint_name != _KEY_UNIQUE:
-                    raise
-                stored = await self._find_by_key(conn, movement)
-                if stored is None:  # a committed row cannot vanish from an append-only table
-                    raise RuntimeError("idempotency key conflict without a stored row") from exc
-                return Recorded(stored, created=False)
-        if row is None:  # no balance row to move
-            raise MemberNotFound(movement.member_id)
-        return Recorded(row, created=True)
+                return response
+
+            async with conn.transaction():
+                return await guard.run(store, movement.scope, movement.fingerprint, append)
+
+    async def purge_outbox(self, older_than: timedelta, batch_size: int) -> int:
+        """Delete at most `batch_size` outbox rows published more than `older_than` ago."""
+        async with self._pool.acquire() as conn:
+            return await purge_published(conn, older_than, batch_size)
+
+    async def ensure_partitions(self, months_ahead: int) -> int:
+        """Create the ledger's missing monthly partitions up to `months_ahead`; return how many."""
+        created: int = await self._pool.fetchval("SELECT ensure_transaction_partitions($1)", months_ahead)
+        return created
+
+    async def sweep_idempotency_keys(self, batch_size: int) -> int:
+        """Delete at most `batch_size` expired idempotency keys; return how many."""
+        async with self._pool.acquire() as conn:
+            return await sweep_expired(conn, batch_size)
 
     async def transactions(
         self,
@@ -219,12 +275,21 @@ class AccountsRepo:
         row: asyncpg.Record | None = await self._pool.fetchrow(_SUMMARY, member_id)
         return row
 
+    async def ledger(self, member_id: int) -> list[LedgerEvent]:
+        """The member's whole ledger, oldest first."""
+        rows = await self._pool.fetch(_LEDGER, member_id)
+        return [
+            LedgerEvent(r["kind"], r["amount_cents"], r["balance_after_cents"], r["created_at"]) for r in rows
+        ]
+
+    async def rebuild_balances(self) -> list[int]:
+        """Rewrite every stored balance from the ledger; return the members whose
+        stored balance had drifted (none, while the invariant holds)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Writers lock balance rows; this waits for them and keeps new ones out meanwhile.
+            await conn.execute("LOCK TABLE balances IN SHARE ROW EXCLUSIVE MODE")
+            rows = await conn.fetch(_REBUILD_BALANCES)
+        return [r["member_id"] for r in rows]
+
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
-
-    @staticmethod
-    async def _find_by_key(conn: PoolConnectionProxy, movement: NewMovement) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await conn.fetchrow(
-            _FIND_BY_KEY, movement.member_id, movement.kind, movement.idempotency_key
-        )
-        return row

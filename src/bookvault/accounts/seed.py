@@ -94,7 +94,11 @@ async def seed_members(dsn: str, count: int, seed: int, progress: Callable[[int,
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            await conn.execute("TRUNCATE transactions, balances, members RESTART IDENTITY CASCADE")
+            await conn.execute(
+                "TRUNCATE idempotency_keys, transactions, balances, members RESTART IDENTITY CASCADE"
+            )
+            # Monthly ledger partitions for the whole synthetic history, not only the default one.
+            await conn.execute("SELECT ensure_transaction_partitions(3, $1)", _EPOCH.date())
             done = 0
             progress(done, count)
             for chunk in _chunks(synthetic_members(count, seed), CHUNK_SIZE):

@@ -5,28 +5,27 @@ Balances: a payment adds its amount, a charge subtracts it. A negative balance i
 money the member owes; it is allowed, since fees are charged whether or not the
 member has paid in advance.
 
-Idempotency (baseline): a payment or charge carries an `Idempotency-Key`, scoped
-to (member, kind). The ledger's unique constraint on (member_id, kind, key) claims
-the key in the same transaction as the balance change, so a key is used at most
-once. A repeat whose fingerprint (caller, kind, member, canonical body) matches
-gets the stored transaction again, byte for byte; a different fingerprint is
-refused (so a key reused by another caller, e.g. an admin, never replays the
-member's response); a repeat while the first is still running gets 409.
+Idempotency (bookvault.patterns.idempotency): a payment or charge carries an
+`Idempotency-Key`, scoped to (principal, method, path, key), so another caller's
+identical key, an admin's included, is an independent request. The key is
+claimed in the same transaction as the balance change and stores the response:
+a repeat with the same body gets it back byte for byte, a different body is
+refused (422), a repeat while the first is still running gets 409. A request
+for a member that does not exist completes with a 404 that is stored too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
-import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
 
-from bookvault.accounts.errors import IdempotencyKeyReused, InvalidRequest, MemberNotFound
+from bookvault.accounts.errors import InvalidRequest, MemberNotFound
 from bookvault.accounts.repo import AccountsRepo, NewMovement
 from bookvault.accounts.schemas import (
     Balance,
@@ -39,58 +38,38 @@ from bookvault.accounts.schemas import (
     TransactionPage,
 )
 from bookvault.auth import Principal
+from bookvault.patterns.idempotency import Idempotency, Outcome, Scope, StoredResponse, fingerprint
+from bookvault.web.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 __all__ = [
+    "PREFIX",
     "AccountsService",
-    "Movement",
     "decode_cursor",
     "encode_cursor",
-    "key_lock_id",
-    "parse_idempotency_key",
+    "movement_scope",
     "request_fingerprint",
     "signed_amount",
 ]
 
-# Visible ASCII only: keys travel in a header and are compared byte for byte.
-_KEY_PATTERN = re.compile(r"[\x21-\x7e]{8,255}")
+PREFIX = "/api/accounts/v1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CURSOR_PATTERN = re.compile(rb"(-?\d{1,20})\.(\d{1,19})")
 _canonical = msgspec.json.Encoder()
 
 
-def parse_idempotency_key(raw: str | None) -> str:
-    """The `Idempotency-Key` header value, or InvalidRequest saying what is wrong."""
-    if raw is None or raw == "":
-        raise InvalidRequest(
-            "the Idempotency-Key header is required: send a unique value (e.g. a UUID) per payment or "
-            "charge, and the same value again when retrying it"
-        )
-    if _KEY_PATTERN.fullmatch(raw) is None:
-        raise InvalidRequest(
-            "the Idempotency-Key header must be 8 to 255 visible ASCII characters, no spaces"
-        )
-    return raw
-
-
-def request_fingerprint(principal: Principal, kind: Kind, member_id: int, body: MoneyMovement) -> str:
-    """What makes two requests "the same": the caller, the endpoint and the decoded body.
-
-    The body is re-encoded from its decoded form, so key order and whitespace do
-    not matter; the caller is included so a key never replays to someone else.
-    """
-    parts = (
-        f"{principal.role}:{principal.subject}".encode(),
-        f"POST /members/{member_id}/{kind}s".encode(),
-        _canonical.encode(body),
+def movement_scope(principal: Principal, member_id: int, kind: Kind, key: str) -> Scope:
+    """The key's scope: the caller and the canonical endpoint (so /members/007 and
+    /members/7 are one path)."""
+    return Scope(
+        f"{principal.role}:{principal.subject}", "POST", f"{PREFIX}/members/{member_id}/{kind}s", key
     )
-    return hashlib.sha256(b"\n".join(parts)).hexdigest()
 
 
-def key_lock_id(member_id: int, kind: Kind, key: str) -> int:
-    """A signed 64-bit advisory lock id for one (member, kind, key)."""
-    digest = hashlib.sha256(f"accounts-idempotency\n{member_id}\n{kind}\n{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def request_fingerprint(scope: Scope, body: MoneyMovement) -> str:
+    """The body is re-encoded from its decoded form, so key order and whitespace
+    do not make two requests different."""
+    return fingerprint(scope, _canonical.encode(body))
 
 
 def signed_amount(kind: Kind, amount_cents: int) -> int:
@@ -122,13 +101,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return created_at, int(match.group(2))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Movement:
-    """The outcome of a payment or charge request: the transaction, and whether
-    it is a replay of one stored earlier under the same key."""
+_JSON_HEADERS = (("content-type", "application/json"),)
+_PROBLEM_HEADERS = (("content-type", PROBLEM_CONTENT_TYPE),)
 
-    transaction: Transaction
-    replayed: bool
+
+def _rendered(member_id: int, row: asyncpg.Record | None) -> StoredResponse:
+    """The response stored under a key: 201 with the new transaction, or 404."""
+    if row is None:
+        detail = str(MemberNotFound(member_id))
+        return StoredResponse(404, _PROBLEM_HEADERS, problem_body(404, detail))
+    return StoredResponse(201, _JSON_HEADERS, _canonical.encode(_transaction(row)))
 
 
 def _member(row: asyncpg.Record) -> Member:
@@ -149,10 +131,19 @@ def _transaction(row: asyncpg.Record) -> Transaction:
 
 
 class AccountsService:
-    __slots__ = ("_repo",)
+    __slots__ = ("_after_commit", "_guard", "_repo")
 
-    def __init__(self, repo: AccountsRepo) -> None:
+    def __init__(
+        self,
+        repo: AccountsRepo,
+        guard: Idempotency | None = None,
+        after_commit: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._repo = repo
+        self._guard = guard or Idempotency()
+        # Told the member id once a payment or charge is over (committed, or replayed);
+        # the read caches invalidate there (accounts/caching.py).
+        self._after_commit = after_commit
 
     async def create_member(self, new: NewMember) -> Member:
         # Surrounding spaces are copy-paste noise, never part of a name or address.
@@ -180,24 +171,25 @@ class AccountsService:
 
     async def move(
         self, principal: Principal, member_id: int, kind: Kind, key: str, body: MoneyMovement
-    ) -> Movement:
-        """Record a payment or charge once per key; repeats get the stored result."""
-        fingerprint = request_fingerprint(principal, kind, member_id, body)
-        recorded = await self._repo.record(
+    ) -> Outcome:
+        """Record a payment or charge once per key; repeats get the stored response."""
+        scope = movement_scope(principal, member_id, kind, key)
+        outcome = await self._repo.record_once(
+            self._guard,
             NewMovement(
                 member_id=member_id,
                 kind=kind,
                 amount_cents=body.amount_cents,
                 delta_cents=signed_amount(kind, body.amount_cents),
                 currency=body.currency,
-                idempotency_key=key,
-                fingerprint=fingerprint,
-                lock_id=key_lock_id(member_id, kind, key),
-            )
+                scope=scope,
+                fingerprint=request_fingerprint(scope, body),
+            ),
+            lambda row: _rendered(member_id, row),
         )
-        if not recorded.created and recorded.row["request_fingerprint"] != fingerprint:
-            raise IdempotencyKeyReused
-        return Movement(transaction=_transaction(recorded.row), replayed=not recorded.created)
+        if self._after_commit is not None:
+            await self._after_commit(member_id)
+        return outcome
 
     async def transactions(
         self,

@@ -140,6 +140,23 @@ async def _cache_hit_ratio(urls: list[str]) -> float | None:
     return hits / total if total else None
 
 
+async def _catalog_reads(url: str) -> dict[str, float] | None:
+    """Catalog reads so far by the server that answered (`replicas` on), else None."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        try:
+            async with session.get(f"{url}/metrics") as response:
+                text = await response.text()
+        except aiohttp.ClientError:
+            return None
+    reads = {}
+    for server in ("primary", "replica"):
+        prefix = f'bookvault_db_reads_total{{server="{server}"}} '
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                reads[server] = float(line.removeprefix(prefix))
+    return reads or None
+
+
 class _Ladder:
     def __init__(self, options: LadderOptions, progress: Callable[[str], None]) -> None:
         self.options = options
@@ -259,6 +276,7 @@ class _Ladder:
             self.conventional(settings, book_ids)
         admin_dsn = settings.database_url or ""
         calls_before = asyncio.run(statement_calls(admin_dsn, "catalog"))
+        reads_before = asyncio.run(_catalog_reads(status["services"]["catalog"]))
         started = time.monotonic()
         self.say(f"  read-heavy through the gateway, {options.connections} connections")
         read_heavy = measure(
@@ -273,6 +291,7 @@ class _Ladder:
             (calls_after - calls_before) / elapsed if calls_before is not None and calls_after else None
         )
         hit_ratio = asyncio.run(_cache_hit_ratio([gateway, *status["services"].values()]))
+        reads_after = asyncio.run(_catalog_reads(status["services"]["catalog"]))
         phase_result: dict[str, Any] = {
             "phase": phase.name,
             "built": True,
@@ -281,6 +300,13 @@ class _Ladder:
             "read_heavy": read_heavy.as_json(),
             "catalog_db_queries_per_s": queries_per_s,
             "cache_hit_ratio": hit_ratio,
+            # Routed catalog reads during read-heavy, by the server that answered:
+            # the replica's share is what `replicas` (phase 4) takes off the primary.
+            "catalog_reads_by_server": {
+                server: count - (reads_before or {}).get(server, 0.0) for server, count in reads_after.items()
+            }
+            if reads_after
+            else None,
         }
         if not options.quick:
             self.say("  book detail only (the conventional stack's endpoint)")
@@ -394,6 +420,27 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
     return f"{numerator / denominator:.2f}x"
 
 
+def _read_split_lines(phases: list[dict[str, Any]]) -> list[str]:
+    """Where catalog reads were served, for phases that route them (primary only before)."""
+    lines = []
+    for phase in phases:
+        split = phase.get("catalog_reads_by_server")
+        if split:
+            total = sum(split.values()) or 1.0
+            lines.append(
+                f"- {phase['phase']}: catalog reads from the primary {split.get('primary', 0):,.0f}, "
+                f"from the replica {split.get('replica', 0):,.0f} ({split.get('replica', 0) / total:.0%})"
+            )
+    if not lines:
+        return []
+    return [
+        "Catalog reads during read-heavy by server (earlier phases: all from the primary):",
+        "",
+        *lines,
+        "",
+    ]
+
+
 def _ladder_markdown(results: dict[str, Any], rows: list[PhaseRow]) -> str:
     refs = results["references"]
     raw = (refs.get("raw_asgi") or {}).get("requests_per_s")
@@ -410,6 +457,7 @@ def _ladder_markdown(results: dict[str, Any], rows: list[PhaseRow]) -> str:
         "### Phase ladder (read-heavy through the gateway)",
         "",
         markdown_table(rows),
+        *_read_split_lines(results["phases"]),
         "### References, same run",
         "",
         "| Reference | req/s or tps |",

@@ -38,6 +38,9 @@ PHASES: tuple[Phase, ...] = (
         "stability +80-95%",
         "—",
     ),
+    # With `replicas` on, catalog reads are routed to the streaming replica when it has
+    # replayed what the read must see; the ladder reports the split it measured
+    # (`catalog_reads_by_server`) next to earlier phases, where the primary serves all.
     Phase(
         "phase4",
         "Phase 4: replicas, rate limiting, materialized views",

@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
 import asyncpg
 
 from bookvault.borrowing.model import Loan, LoanStatus
+from bookvault.patterns.outbox import add_event
+
+# The outbox topic of loan events; `loan.returned` carries the fee to charge.
+LOANS_TOPIC = "loans"
 
 
 def _loan(row: asyncpg.Record) -> Loan:
@@ -25,6 +30,19 @@ def _loan(row: asyncpg.Record) -> Loan:
         returned_at=row["returned_at"],
         fee_cents=row["fee_cents"],
         created_at=row["created_at"],
+    )
+
+
+def _returned_payload(loan: Loan) -> str:
+    returned_at = loan.returned_at.isoformat() if loan.returned_at is not None else None
+    return json.dumps(
+        {
+            "loan_id": loan.id,
+            "member_id": loan.member_id,
+            "book_id": loan.book_id,
+            "returned_at": returned_at,
+            "fee_cents": loan.fee_cents,
+        }
     )
 
 
@@ -85,14 +103,21 @@ class PgLoanStore:
         return None if row is None else _loan(row)
 
     async def mark_returned(self, loan_id: int, returned_at: datetime, fee_cents: int) -> Loan | None:
-        row = await self._pool.fetchrow(
-            """UPDATE loans SET status = 'returned', returned_at = $2, fee_cents = $3, updated_at = now()
-                WHERE id = $1 AND status = 'active' RETURNING *""",
-            loan_id,
-            returned_at,
-            fee_cents,
-        )
-        return None if row is None else _loan(row)
+        """Close the loan and, in the same transaction, write its `loan.returned`
+        event to the outbox (the late-fee worker charges `fee_cents` from it)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """UPDATE loans SET status = 'returned', returned_at = $2, fee_cents = $3, updated_at = now()
+                    WHERE id = $1 AND status = 'active' RETURNING *""",
+                loan_id,
+                returned_at,
+                fee_cents,
+            )
+            if row is None:
+                return None
+            loan = _loan(row)
+            await add_event(conn, LOANS_TOPIC, "loan.returned", str(loan.member_id), _returned_payload(loan))
+        return loan
 
     async def list_for_member(
         self, member_id: int, statuses: tuple[LoanStatus, ...], limit: int

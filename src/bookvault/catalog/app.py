@@ -8,15 +8,17 @@ answer; domain errors become problem responses in one handler at the bottom.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bookvault.auth import TokenCodec
+from bookvault.auth import Principal, TokenCodec
 from bookvault.catalog.caching import CacheCollector, CatalogReads, catalog_reads
 from bookvault.catalog.cursor import InvalidCursor, decode_cursor
 from bookvault.catalog.errors import BookNotFound, CatalogConflict, CatalogError, InvalidBook
@@ -29,9 +31,12 @@ from bookvault.catalog.schemas import (
     ReservationRequest,
 )
 from bookvault.catalog.service import CatalogService
+from bookvault.catalog.statistics import StatisticsCollector, StatisticsRefresher
 from bookvault.config import Settings, load_settings
 from bookvault.db.pool import open_pool, register_pools
+from bookvault.db.replicas import RouterCollector, open_router
 from bookvault.logs import configure_logging
+from bookvault.patterns.db import ReadRouter
 from bookvault.web.app import create_service_app
 from bookvault.web.observability import ReadinessCheck
 from bookvault.web.problems import HTTPProblem, problem_response
@@ -58,6 +63,11 @@ def _reads(request: Request) -> CatalogReads | None:
     """The cached/coalesced read side, or None when both switches are off."""
     reads: CatalogReads | None = request.app.state.reads
     return reads
+
+
+def _key(principal: Principal | None) -> str | None:
+    """The caller's read-your-writes key; anonymous callers write nothing, so None."""
+    return None if principal is None else f"{principal.role}:{principal.subject}"
 
 
 def _json_body(body: bytes) -> Response:
@@ -99,16 +109,16 @@ def _limit(request: Request, query: Mapping[str, str]) -> int:
 async def get_book(request: Request) -> Response:
     # The hot path: one query and one msgspec encode; with the cache on, a hit is an
     # in-process lookup of the already encoded body.
-    principal_of(request)  # anonymous is fine, a bad token is not
+    principal = principal_of(request)  # anonymous is fine, a bad token is not
     book_id = path_id(request, "book_id")
     reads = _reads(request)
     if reads is not None:
         return _json_body(await reads.book_json(book_id))
-    return json_response(await _catalog(request).get_book(book_id))
+    return json_response(await _catalog(request).get_book(book_id, after=_key(principal)))
 
 
 async def list_books(request: Request) -> Response:
-    principal_of(request)
+    principal = principal_of(request)
     query = _query(request, _LIST_PARAMS)
     genre = _text_param(query, "genre", MAX_GENRE_LENGTH)
     author = _text_param(query, "author", MAX_AUTHOR_LENGTH)
@@ -121,12 +131,14 @@ async def list_books(request: Request) -> Response:
     reads = _reads(request)
     if reads is not None:
         return _json_body(await reads.list_json(genre=genre, author=author, limit=limit, after_id=after_id))
-    page = await _catalog(request).list_books(genre=genre, author=author, limit=limit, after_id=after_id)
+    page = await _catalog(request).list_books(
+        genre=genre, author=author, limit=limit, after_id=after_id, after=_key(principal)
+    )
     return json_response(page)
 
 
 async def search_books(request: Request) -> Response:
-    principal_of(request)
+    principal = principal_of(request)
     query = _query(request, _SEARCH_PARAMS)
     text = _text_param(query, "q", MAX_QUERY_LENGTH)
     if text is None or not text.strip():
@@ -135,31 +147,31 @@ async def search_books(request: Request) -> Response:
     reads = _reads(request)
     if reads is not None:
         return _json_body(await reads.search_json(text, limit))
-    return json_response(await _catalog(request).search(text, limit))
+    return json_response(await _catalog(request).search(text, limit, after=_key(principal)))
 
 
 async def genre_stats(request: Request) -> Response:
-    principal_of(request)
+    principal = principal_of(request)
     _query(request, frozenset())
-    return json_response(await _catalog(request).genre_stats())
+    return json_response(await _catalog(request).genre_stats(after=_key(principal)))
 
 
 async def create_book(request: Request) -> Response:
-    require_principal(request, "admin")
-    book = await _catalog(request).create_book(await json_body(request, NewBook))
+    principal = require_principal(request, "admin")
+    book = await _catalog(request).create_book(await json_body(request, NewBook), principal=_key(principal))
     return json_response(book, status=201, headers={"Location": f"{PREFIX}/books/{book.id}"})
 
 
 async def update_book(request: Request) -> Response:
-    require_principal(request, "admin")
+    principal = require_principal(request, "admin")
     book_id = path_id(request, "book_id")
     changes = await json_body(request, BookChanges)
-    return json_response(await _catalog(request).update_book(book_id, changes))
+    return json_response(await _catalog(request).update_book(book_id, changes, principal=_key(principal)))
 
 
 async def delete_book(request: Request) -> Response:
-    require_principal(request, "admin")
-    await _catalog(request).delete_book(path_id(request, "book_id"))
+    principal = require_principal(request, "admin")
+    await _catalog(request).delete_book(path_id(request, "book_id"), principal=_key(principal))
     return Response(status_code=204)
 
 
@@ -175,18 +187,20 @@ def _reservation_id(raw: str, where: str, status: int) -> str:
 
 
 async def reserve_copy(request: Request) -> Response:
-    require_principal(request, "service")
+    principal = require_principal(request, "service")
     book_id = path_id(request, "book_id")
     body = await json_body(request, ReservationRequest)
     reservation_id = _reservation_id(body.reservation_id, "reservation_id", 422)
-    reservation, taken_now = await _catalog(request).reserve(book_id, reservation_id)
+    reservation, taken_now = await _catalog(request).reserve(
+        book_id, reservation_id, principal=_key(principal)
+    )
     return json_response(reservation, status=201 if taken_now else 200)
 
 
 async def release_copy(request: Request) -> Response:
-    require_principal(request, "service")
+    principal = require_principal(request, "service")
     reservation_id = _reservation_id(request.path_params["reservation_id"], "the reservation id", 400)
-    return json_response(await _catalog(request).release(reservation_id))
+    return json_response(await _catalog(request).release(reservation_id, principal=_key(principal)))
 
 
 # --- wiring -------------------------------------------------------------------
@@ -221,6 +235,36 @@ async def _on_catalog_error(_request: Request, exc: Exception) -> Response:
     return problem_response(HTTPProblem(_status_of(exc), str(exc)))
 
 
+@contextlib.asynccontextmanager
+async def _read_side(
+    app: Starlette, settings: Settings, pool: asyncpg.Pool
+) -> AsyncIterator[tuple[ReadRouter | None, StatisticsRefresher | None]]:
+    """The read router (switch `replicas`) and the statistics refresher (switch
+    `materialized_views`), each with its metrics, for the app's lifespan."""
+    async with contextlib.AsyncExitStack() as stack:
+        router: ReadRouter | None = None
+        if settings.pattern_on("replicas"):
+            router = await stack.enter_async_context(open_router(settings, "catalog", pool))
+            app.state.registry.register(RouterCollector(router))
+        refresher: StatisticsRefresher | None = None
+        if settings.pattern_on("materialized_views"):
+            refresher = StatisticsRefresher(
+                pool,
+                quiet_s=settings.stats_refresh_quiet_s,
+                max_delay_s=settings.stats_refresh_max_delay_s,
+            )
+            app.state.registry.register(StatisticsCollector(refresher))
+            task = asyncio.get_running_loop().create_task(refresher.run())
+
+            async def stop() -> None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            stack.push_async_callback(stop)
+        yield router, refresher
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The catalog service; settings default to the environment (`BOOKVAULT_*`)."""
     settings = settings or load_settings()
@@ -243,16 +287,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             register_pools(app.state.registry, {"catalog": pool})
             app.state.pool = pool
+            async with _read_side(app, settings, pool) as (router, refresher):
 
-            def service_for(on_change: Callable[[int], Awaitable[None]] | None) -> CatalogService:
-                return CatalogService(pool, on_change=on_change)
+                def service_for(on_change: Callable[[int], Awaitable[None]] | None) -> CatalogService:
+                    return CatalogService(
+                        pool,
+                        on_change=on_change,
+                        router=router,
+                        read_models=refresher is not None,
+                        on_edit=refresher.book_changed if refresher is not None else None,
+                    )
 
-            async with catalog_reads(settings, service_for) as (service, reads, publisher):
-                app.state.catalog = service
-                app.state.reads = reads
-                if reads is not None:
-                    app.state.registry.register(CacheCollector(reads, publisher))
-                yield
+                async with catalog_reads(settings, service_for) as (service, reads, publisher):
+                    app.state.catalog = service
+                    app.state.reads = reads
+                    if reads is not None:
+                        app.state.registry.register(CacheCollector(reads, publisher))
+                    yield
         finally:
             await pool.close()
 

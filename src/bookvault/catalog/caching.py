@@ -27,6 +27,14 @@ Redis unavailable: reads go to PostgreSQL (counted as degraded reads, logged onc
 outage), never an error. Writes still succeed; invalidations that failed are
 replayed by the cache, and the keys concerned bypass Redis until then.
 
+Replicas (switch `replicas`): a cached or coalesced body is shared by every
+caller, so it is loaded as fresh as the newest write it could show: a book after
+every write to that book, a page after every write to the catalog
+(`service.book_key`, `service.CATALOG_KEY`). The service notes those positions
+before it invalidates, so a fill that starts after the invalidation is served by
+a replica only once that replica has replayed the write, else by the primary:
+a replica behind never puts the old row back into the cache.
+
 Coalescing: with `cache` on, concurrent misses for one key in a process share one
 load (the cache's single-flight), and processes share one through the fill lease;
 that is part of how the cache fills and cannot be turned off separately. With
@@ -50,7 +58,7 @@ from redis.backoff import NoBackoff
 
 from bookvault.catalog.errors import BookNotFound
 from bookvault.catalog.purge import PurgePublisher
-from bookvault.catalog.service import CatalogService
+from bookvault.catalog.service import CATALOG_KEY, CatalogService, book_key
 from bookvault.config import Settings
 from bookvault.patterns.cache import Cache, CachePolicy, LocalPolicy, RedisBackend
 from bookvault.patterns.cache.tokens import new_token
@@ -163,7 +171,9 @@ class CatalogReads:
 
     async def list_json(self, *, genre: str | None, author: str | None, limit: int, after_id: int) -> bytes:
         async def load() -> bytes:
-            page = await self._service.list_books(genre=genre, author=author, limit=limit, after_id=after_id)
+            page = await self._service.list_books(
+                genre=genre, author=author, limit=limit, after_id=after_id, after=CATALOG_KEY
+            )
             return _encode(page)
 
         args = (genre, author, limit, after_id)
@@ -171,13 +181,13 @@ class CatalogReads:
 
     async def search_json(self, query: str, limit: int) -> bytes:
         async def load() -> bytes:
-            return _encode(await self._service.search(query, limit))
+            return _encode(await self._service.search(query, limit, after=CATALOG_KEY))
 
         return await self._read_page(self.search, ("search", query, limit), (query, limit), load)
 
     async def _load_book(self, book_id: int) -> bytes | None:
         try:
-            return _encode(await self._service.get_book(book_id))
+            return _encode(await self._service.get_book(book_id, after=book_key(book_id)))
         except BookNotFound:
             return None
 

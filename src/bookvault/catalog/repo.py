@@ -8,6 +8,7 @@ errors that mean something to the domain are translated here, once.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -15,15 +16,18 @@ from asyncpg.pool import PoolConnectionProxy
 
 from bookvault.catalog.errors import BookNotFound, DuplicateISBN
 from bookvault.catalog.schemas import Book, GenreStats, NewBook, ReservationView
+from bookvault.patterns.db import BoundReader
 
 __all__ = [
     "BOOK_COLUMNS",
     "Connection",
     "Executor",
+    "Reader",
     "copies_on_loan",
     "delete_unlent_book",
     "fetch_book",
     "genre_stats",
+    "genre_stats_view",
     "get_reservation",
     "insert_book",
     "insert_reservation",
@@ -31,14 +35,18 @@ __all__ = [
     "list_books",
     "lock_book",
     "mark_released",
+    "refresh_genre_stats",
     "return_copy",
     "search_books",
+    "search_read_model",
     "take_copy",
     "update_book",
 ]
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 Executor: TypeAlias = "asyncpg.Pool[asyncpg.Record] | Connection"
+# Where reads may go: the pool, a connection, or the read router (a replica when it may).
+Reader: TypeAlias = "Executor | BoundReader"
 
 # The order of `schemas.Book`'s fields. numeric is sent as float8 so the driver
 # hands back a float, which msgspec encodes as a JSON number (a Decimal would be a string).
@@ -68,23 +76,61 @@ _SEARCH_BOOKS = f"""
     ORDER BY ts_rank(search, query) DESC, id
     LIMIT $2"""  # noqa: S608 - constant column list
 
+# The search read model (book_search, see migration 0002): matched and ranked on its
+# own document, the book's columns joined so copy counts are current.
+_SEARCH_READ_MODEL = f"""
+    SELECT {BOOK_COLUMNS}
+    FROM book_search JOIN books ON books.id = book_search.book_id,
+         websearch_to_tsquery('english', $1) AS query
+    WHERE document @@ query
+    ORDER BY ts_rank(document, query) DESC, books.id
+    LIMIT $2"""  # noqa: S608 - constant column list
+
+# The materialized view and when it was refreshed, in one round trip (a LEFT JOIN,
+# so an empty catalog still says as of when).
+_GENRE_STATS_VIEW = """
+    SELECT refreshed_at, genre, total_books, total_copies, avg_rating
+    FROM read_model_refreshes LEFT JOIN book_statistics ON true
+    WHERE name = 'book_statistics'
+    ORDER BY genre"""
+_REFRESH_GENRE_STATS = "REFRESH MATERIALIZED VIEW CONCURRENTLY book_statistics"
+_MARK_REFRESHED = "UPDATE read_model_refreshes SET refreshed_at = now() WHERE name = 'book_statistics'"
+
 _GENRE_STATS = """
     SELECT genre, count(*)::bigint, coalesce(sum(total_copies), 0)::bigint, round(avg(rating), 2)::float8
     FROM books
     GROUP BY genre
     ORDER BY genre"""
 
+# Book writes project the book into the search read model in the same statement
+# (data-modifying CTEs are one atomic statement): the model can never miss or lag a
+# committed write, so a search right after an edit finds the edit. An outbox event
+# and an asynchronous projector would make search eventually consistent for no gain
+# here, since the model lives in the same database. Deletes cascade.
 _INSERT_BOOK = f"""
-    INSERT INTO books (isbn, title, author, genre, published_year, total_copies, available_copies, rating)
-    VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
-    RETURNING {BOOK_COLUMNS}"""  # noqa: S608 - constant column list
+    WITH book AS (
+        INSERT INTO books (isbn, title, author, genre, published_year, total_copies, available_copies, rating)
+        VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+        RETURNING *
+    ), projected AS (
+        INSERT INTO book_search (book_id, document)
+        SELECT id, book_search_document(title, author, genre) FROM book
+    )
+    SELECT {BOOK_COLUMNS} FROM book"""  # noqa: S608 - constant column list
 
 _UPDATE_BOOK = f"""
-    UPDATE books
-    SET isbn = $2, title = $3, author = $4, genre = $5, published_year = $6,
-        total_copies = $7, available_copies = $8, rating = $9, updated_at = now()
-    WHERE id = $1
-    RETURNING {BOOK_COLUMNS}"""  # noqa: S608 - constant column list
+    WITH book AS (
+        UPDATE books
+        SET isbn = $2, title = $3, author = $4, genre = $5, published_year = $6,
+            total_copies = $7, available_copies = $8, rating = $9, updated_at = now()
+        WHERE id = $1
+        RETURNING *
+    ), projected AS (
+        INSERT INTO book_search (book_id, document)
+        SELECT id, book_search_document(title, author, genre) FROM book
+        ON CONFLICT (book_id) DO UPDATE SET document = excluded.document, projected_at = now()
+    )
+    SELECT {BOOK_COLUMNS} FROM book"""  # noqa: S608 - constant column list
 
 # Only a book with every copy on the shelf may go; the check and the delete are
 # one statement, so a reservation cannot slip in between.
@@ -123,7 +169,7 @@ def _book(row: asyncpg.Record) -> Book:
     return Book(*row)
 
 
-async def fetch_book(db: Executor, book_id: int) -> Book | None:
+async def fetch_book(db: Reader, book_id: int) -> Book | None:
     row = await db.fetchrow(_FETCH_BOOK, book_id)
     return None if row is None else _book(row)
 
@@ -135,7 +181,7 @@ async def lock_book(conn: Connection, book_id: int) -> Book | None:
 
 
 async def list_books(
-    db: Executor, *, after_id: int, limit: int, genre: str | None, author: str | None
+    db: Reader, *, after_id: int, limit: int, genre: str | None, author: str | None
 ) -> list[Book]:
     filters = [value for value in (genre, author) if value is not None]
     statement = _LIST_BOOKS[(genre is not None, author is not None)]
@@ -143,14 +189,35 @@ async def list_books(
     return [_book(row) for row in rows]
 
 
-async def search_books(db: Executor, query: str, limit: int) -> list[Book]:
+async def search_books(db: Reader, query: str, limit: int) -> list[Book]:
     rows = await db.fetch(_SEARCH_BOOKS, query, limit)
     return [_book(row) for row in rows]
 
 
-async def genre_stats(db: Executor) -> list[GenreStats]:
+async def search_read_model(db: Reader, query: str, limit: int) -> list[Book]:
+    rows = await db.fetch(_SEARCH_READ_MODEL, query, limit)
+    return [_book(row) for row in rows]
+
+
+async def genre_stats(db: Reader) -> list[GenreStats]:
     rows = await db.fetch(_GENRE_STATS)
     return [GenreStats(*row) for row in rows]
+
+
+async def genre_stats_view(db: Reader) -> tuple[datetime, list[GenreStats]]:
+    """The materialized statistics and the time of the refresh that made them."""
+    rows = await db.fetch(_GENRE_STATS_VIEW)
+    if not rows:
+        raise RuntimeError("read_model_refreshes has no book_statistics row; run the migrations")
+    as_of: datetime = rows[0]["refreshed_at"]
+    return as_of, [GenreStats(*row[1:]) for row in rows if row["genre"] is not None]
+
+
+async def refresh_genre_stats(conn: Connection) -> None:
+    """Rebuild the statistics view without blocking its readers, and note when."""
+    async with conn.transaction():
+        await conn.execute(_REFRESH_GENRE_STATS)
+        await conn.execute(_MARK_REFRESHED)
 
 
 async def insert_book(db: Executor, book: NewBook) -> Book:

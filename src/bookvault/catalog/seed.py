@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from bookvault.catalog import repo
 from bookvault.catalog.isbn import isbn13_check_digit
 
 __all__ = ["GENRES", "seed_books"]
@@ -130,6 +131,11 @@ def _books(rng: random.Random, count: int) -> Iterator[Record]:
         )
 
 
+_PROJECT_ALL = """
+    INSERT INTO book_search (book_id, document)
+    SELECT id, book_search_document(title, author, genre) FROM books"""
+
+
 async def seed_books(dsn: str, count: int, seed: int, progress: Callable[[int, int], None]) -> int:
     """Replace the catalog at `dsn` with `count` books made from `seed`; return `count`.
 
@@ -142,7 +148,7 @@ async def seed_books(dsn: str, count: int, seed: int, progress: Callable[[int, i
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            await conn.execute("TRUNCATE reservations, books RESTART IDENTITY")
+            await conn.execute("TRUNCATE reservations, book_search, books RESTART IDENTITY")
             progress(0, count)
             books = _books(rng, count)
             done = 0
@@ -151,8 +157,12 @@ async def seed_books(dsn: str, count: int, seed: int, progress: Callable[[int, i
                 await conn.copy_records_to_table("books", records=chunk, columns=_COLUMNS)
                 done += len(chunk)
                 progress(done, count)
+            # COPY bypasses the repository, so the read models are built here, in the
+            # same transaction: nobody sees books without their search rows.
+            await conn.execute(_PROJECT_ALL)
+        await repo.refresh_genre_stats(conn)
         # Fresh statistics, so the first queries after a seed get good plans.
-        await conn.execute("ANALYZE books")
+        await conn.execute("ANALYZE books, book_search")
     finally:
         await conn.close()
     return count

@@ -28,6 +28,8 @@ from bookvault.gateway.pipeline import ManagedStage, MeteredStage, pattern_stage
 from bookvault.gateway.proxy import UpstreamProxy
 from bookvault.gateway.readiness import unready_upstreams
 from bookvault.gateway.request_id import request_id_for
+from bookvault.gateway.revocation_api import AUTH_PREFIX, AuthEndpoints
+from bookvault.gateway.revocations import RevocationCollector, RevocationList, revocation_list
 from bookvault.gateway.routing import RouteTable, has_dot_segment
 from bookvault.gateway.upstream_client import UpstreamPoolCollector, open_session
 from bookvault.gateway.upstream_errors import UPSTREAM_ERRORS, error_kind
@@ -63,6 +65,7 @@ class GatewayApp:
         *,
         registry: CollectorRegistry | None = None,
         extra_stages: tuple[Stage, ...] = (),
+        revocations: RevocationList | None = None,
     ) -> None:
         self.settings = settings
         self.routes = RouteTable.from_settings(settings)
@@ -79,7 +82,12 @@ class GatewayApp:
         # The body has no timeout setting of its own yet; the upstream's bounds it as well as anything.
         self._body_timeout_s = settings.upstream_timeout_s
         body = BodyReader(settings.max_body_bytes, timeout_s=self._body_timeout_s)
-        stages: tuple[Stage, ...] = (EdgeAuth(codec), body, *extra_stages)
+        # Token revocation (see `revocations`): the codec consults the list; it is not a stage.
+        self._revocations = revocations
+        if revocations is not None:
+            self.metrics.registry.register(RevocationCollector(revocations))
+        self._auth_endpoints = AuthEndpoints(codec, revocations, max_ttl_s=settings.jwt_max_ttl_s)
+        stages: tuple[Stage, ...] = (EdgeAuth(codec, revocations), body, *extra_stages)
         self._managed = [stage for stage in extra_stages if isinstance(stage, ManagedStage)]
         for stage in extra_stages:
             if isinstance(stage, MeteredStage):
@@ -108,12 +116,16 @@ class GatewayApp:
         session = open_session(self.routes.routes)
         self._proxy.session = session
         self._pool_metrics.session = session
+        if self._revocations is not None:
+            await self._revocations.start()
         for stage in self._managed:
             await stage.start()
 
     async def shutdown(self) -> None:
         for stage in reversed(self._managed):
             await stage.close()
+        if self._revocations is not None:
+            await self._revocations.close()
         session, self._proxy.session = self._proxy.session, None
         self._pool_metrics.session = None
         if session is not None:
@@ -151,7 +163,10 @@ class GatewayApp:
             reply = await own() if method in ("GET", "HEAD") else problem_reply(405, "use GET", _ALLOW_READS)
         else:
             route = self.routes.match(path)
-            if route is None:
+            if route is None and path.startswith(AUTH_PREFIX):
+                label = "auth"
+                reply = await self._auth_endpoints(method, path, head, body)
+            elif route is None:
                 reply = problem_reply(404, _NO_ROUTE)
             elif has_dot_segment(path):
                 reply = problem_reply(400, "paths must not contain '.' or '..' segments")
@@ -266,5 +281,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """The gateway app for `settings` (default: from the environment)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, service="gateway")
-    codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
-    return GatewayApp(settings, codec, extra_stages=pattern_stages(settings))
+    revocations = revocation_list(settings)
+    codec = TokenCodec(
+        settings.resolved_jwt_secret(),
+        settings.jwt_algorithm,
+        settings.jwt_issuer,
+        revocations=revocations,
+        max_ttl_s=settings.jwt_max_ttl_s,
+    )
+    return GatewayApp(settings, codec, extra_stages=pattern_stages(settings), revocations=revocations)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bookvault.auth import PUBLIC_ROLES, AuthError, Principal, TokenCodec
 from bookvault.gateway.exchange import Exchange, GatewayProblem, Handler, Reply
+from bookvault.gateway.revocations import RevocationList
 from bookvault.gateway.routing import Route
 
 __all__ = ["EdgeAuth", "authenticate", "authorise", "member_in_path"]
@@ -16,6 +17,8 @@ __all__ = ["EdgeAuth", "authenticate", "authorise", "member_in_path"]
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="bookvault"'}
 _INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="bookvault", error="invalid_token"'}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+_RETRY_SOON = {"Retry-After": "1"}
+_REVOCATIONS_UNKNOWN = "token revocations cannot be checked right now; try again shortly"
 # Paths whose next segment is a member id: only that member (or an admin) may go there.
 MEMBER_SCOPED_PREFIXES: tuple[str, ...] = ("/api/accounts/v1/members/", "/api/borrowing/v1/members/")
 
@@ -66,15 +69,23 @@ def _is_number(text: str) -> bool:
 
 
 class EdgeAuth:
-    """The pipeline stage: sets `exchange.principal` or answers 401/403."""
+    """The pipeline stage: sets `exchange.principal` or answers 401/403.
 
-    __slots__ = ("_codec",)
+    Revoked tokens are refused by the codec (401). With `revocations` set to fail
+    closed, a token is not trusted at all while the revocation list is not current:
+    503 with `Retry-After`, since the token may be fine and the caller should retry.
+    """
 
-    def __init__(self, codec: TokenCodec) -> None:
+    __slots__ = ("_codec", "_revocations")
+
+    def __init__(self, codec: TokenCodec, revocations: RevocationList | None = None) -> None:
         self._codec = codec
+        self._revocations = revocations
 
     async def __call__(self, exchange: Exchange, call_next: Handler) -> Reply:
         principal = authenticate(self._codec, exchange.head.authorization)
+        if principal is not None and self._revocations is not None and self._revocations.unavailable:
+            raise GatewayProblem(503, _REVOCATIONS_UNKNOWN, headers=_RETRY_SOON)
         authorise(exchange.route, exchange.method, exchange.path, principal)
         exchange.principal = principal
         return await call_next(exchange)

@@ -1,7 +1,7 @@
 """`bookvault up` in the foreground: start everything, supervise it, stop it on a signal.
 
 Order: state directory and lock, leftovers of a killed supervisor, ports,
-PostgreSQL and Redis, migrations, services, gateway. A signal (Ctrl-C,
+PostgreSQL and Redis, migrations, services, gateway, workers. A signal (Ctrl-C,
 SIGTERM from `bookvault down`) stops everything in reverse order.
 """
 
@@ -30,6 +30,7 @@ from bookvault.stack.state import (
     write_state,
 )
 from bookvault.stack.supervisor import Supervisor
+from bookvault.stack.workers import WorkerPool
 
 TICK_S = 0.25
 
@@ -99,9 +100,12 @@ def _supervise(
         write_environment(paths, resolved)
         asyncio.run(migrate(resolved, emit))
         start_services(resolved, paths, supervisor)
+        workers = WorkerPool(resolved, paths, supervisor, emit=emit)
+        workers.start()
         on_ready(recorder.save("running"), resolved)
         while True:
             supervisor.check()
+            workers.tick()
             time.sleep(TICK_S)
     except StopRequested as stop:
         emit(f"{stop}: stopping")

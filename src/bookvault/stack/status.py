@@ -24,6 +24,7 @@ from bookvault.stack.processes import pid_alive
 from bookvault.stack.services import is_healthy
 from bookvault.stack.state import StackRecord
 from bookvault.stack.table import render
+from bookvault.workers.backlog import event_backlog
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -37,6 +38,8 @@ class StatusReport:
     postgres: dict[str, Any]
     redis: dict[str, Any]
     breakers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Outbox backlogs and consumer-group lag (bookvault.workers.backlog).
+    events: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         settings = self.settings
@@ -58,6 +61,7 @@ class StatusReport:
             "redis": self.redis,
             "components": self.components,
             "breakers": self.breakers,
+            "events": self.events,
         }
 
 
@@ -239,7 +243,10 @@ async def collect(settings: Settings, record: StackRecord | None, running: bool)
     else:
         postgres_report, redis_report = {"primary": {"state": "down"}, "replicas": []}, {"state": "down"}
     breakers = await _breakers(components) if running else []
-    return StatusReport(running, settings, record, components, postgres_report, redis_report, breakers)
+    events = await event_backlog(settings) if running else {}
+    return StatusReport(
+        running, settings, record, components, postgres_report, redis_report, breakers, events
+    )
 
 
 def render_text(report: StatusReport) -> str:
@@ -283,7 +290,29 @@ def render_text(report: StatusReport) -> str:
         if report.breakers:
             lines.append("")
             lines.append(render_breakers(report.breakers))
+        lines.extend(render_events(report.events))
     return "\n".join(lines)
+
+
+def render_events(events: dict[str, Any]) -> list[str]:
+    """One line per outbox (backlog) and per consumer group (lag)."""
+    lines = []
+    for outbox in events.get("outbox", []):
+        if outbox["state"] == "up":
+            lines.append(
+                f"outbox {outbox['service']}: {outbox['pending']} unpublished, oldest {outbox['oldest_s']} s"
+            )
+        else:
+            lines.append(f"outbox {outbox['service']}: {outbox['state']} {outbox.get('error', '')}".rstrip())
+    for stream in events.get("streams", []):
+        if stream["state"] == "up":
+            lines.append(
+                f"stream {stream['stream']} group {stream['group']}: lag {stream['lag']} "
+                f"({stream['pending']} delivered, not acked)"
+            )
+        else:
+            lines.append(f"stream {stream['stream']} group {stream['group']}: down {stream.get('error', '')}")
+    return ["", *lines] if lines else []
 
 
 def render_breakers(rows: list[dict[str, Any]]) -> str:

@@ -17,7 +17,7 @@ from bookvault.stack.backoff import RestartBackoff
 from bookvault.stack.errors import StackError
 from bookvault.stack.processes import ChildProcess
 
-Kind = Literal["postgres", "redis", "service"]
+Kind = Literal["postgres", "redis", "service", "worker"]
 State = Literal["starting", "running", "restarting", "stopped", "external"]
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis.asyncio as aioredis
+
+from bookvault.config import Settings
 
 if TYPE_CHECKING:
     from tests.integration.accounts.conftest import Accounts, Reply
@@ -121,10 +125,13 @@ async def test_a_key_is_per_kind_and_never_replays_to_another_caller(accounts: A
     charged = await accounts.charge(member_id, 900, key=key)
     assert charged.status == 201
     assert "Idempotent-Replayed" not in charged.headers
-    # An admin reusing the member's payment key does not get the member's response.
+    # Keys are scoped to the caller: an admin reusing the member's payment key
+    # makes an independent payment and never gets the member's response.
     by_admin = await accounts.pay(member_id, 900, key=key, token=accounts.admin())
-    assert by_admin.status == 422
-    assert (await accounts.balance(member_id))["balance_cents"] == 0
+    assert by_admin.status == 201
+    assert "Idempotent-Replayed" not in by_admin.headers
+    assert (await accounts.balance(member_id))["balance_cents"] == 900
+    assert len(await accounts.history(member_id)) == 3
 
 
 async def test_fifty_concurrent_identical_payments_charge_once(accounts: Accounts) -> None:
@@ -234,3 +241,30 @@ async def test_invalid_amounts_are_422_and_move_nothing(accounts: Accounts, body
     assert reply.status == 422
     assert detail in reply.json()["detail"]
     assert (await accounts.balance(member_id))["balance_cents"] == 0
+
+
+async def test_every_payment_and_charge_is_published_as_an_event_once(
+    accounts: Accounts, system: Settings
+) -> None:
+    member_id = await accounts.new_member()
+    key = accounts.new_key()
+    paid = await accounts.pay(member_id, 1_500, key=key)
+    assert (await accounts.pay(member_id, 1_500, key=key)).headers["Idempotent-Replayed"] == "true"
+    charged = await accounts.charge(member_id, 400)
+    assert system.redis_url is not None
+    redis = aioredis.from_url(system.redis_url)
+    try:
+        mine: list[tuple[str, Any]] = []
+        for _ in range(600):  # the service's relay publishes within a poll interval
+            entries: Any = await redis.xrange("events:accounts")
+            mine = [
+                (fields[b"event_type"].decode(), json.loads(fields[b"payload"]))
+                for _id, fields in entries
+                if fields[b"aggregate_id"] == str(member_id).encode()
+            ]
+            if len(mine) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    assert mine == [("payment.recorded", paid.json()), ("charge.recorded", charged.json())]

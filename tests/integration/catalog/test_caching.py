@@ -74,7 +74,11 @@ def cached_catalog(infra: Settings) -> Iterator[CachedCatalog]:
     redis_process = stack_redis.server_process(
         Path(binary), state / "redis", redis_port, password, state / "redis.log"
     )
-    settings = dataclasses.replace(infra, profile="optimized", catalog_port=catalog_port, redis_url=redis_url)
+    # Replicas off: these tests count the fills PostgreSQL ran on the primary
+    # (test_read_replicas covers caching with replicas on).
+    settings = dataclasses.replace(
+        infra, profile="optimized", replicas=False, catalog_port=catalog_port, redis_url=redis_url
+    )
     env = {**os.environ, **settings.as_environment(), "PYTHONUNBUFFERED": "1"}
     spec = ServiceSpec("catalog", catalog_port, "bookvault.catalog.app:create_app")
     service = ChildProcess("catalog-cached", command(spec, settings.host), state / "catalog.log", env=env)

@@ -5,6 +5,7 @@
     book = await books.get_or_load(str(book_id), lambda: repo.book(book_id))   # cache-aside
     await books.invalidate(str(book_id))                # after the commit
     await books.set(str(book_id), book)                 # write-through, after the commit
+    await books.refresh(str(book_id), loader)           # refresh-ahead (keep a hot key warm), fenced
 
     @books.cached(key=lambda book_id: str(book_id))     # cache-aside as a decorator
     async def book(book_id: int) -> Book | None: ...

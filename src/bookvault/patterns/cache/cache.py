@@ -238,6 +238,30 @@ class Cache(Generic[V]):
             self._failed(exc)
             self._remember_unapplied(key)
 
+    async def refresh(self, key: str, loader: Loader[V], *, ttl: float | None = None) -> None:
+        """Refresh-ahead: reload `key` now and store it with a full TTL, so readers of a
+        key kept warm never find it expired. Fenced like any fill: if the key is
+        invalidated while `loader` runs, the reloaded value is refused. A key another
+        process is already refreshing, or a shared tier that fails, is left alone;
+        an absent key is loaded as on a miss."""
+        if ttl is not None:
+            self._life(ttl)  # refuse a bad ttl before loading, not after
+        if not self._shared_usable(key):
+            return
+        try:
+            data = await self.backend.get(self.name, key)
+        except CacheBackendError as exc:
+            self._failed(exc)
+            return
+        entry = self._decode(key, data) if data is not None else None
+        if entry is None:
+            await self.get_or_load(key, loader, ttl=ttl)
+            return
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        await self._refresh(key, loader, entry.version, ttl)
+
     # Introspection
 
     def stats(self) -> CacheStats:

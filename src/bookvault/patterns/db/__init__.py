@@ -14,7 +14,13 @@ How a read is routed (GitLab's database load balancer works the same way):
   3. replicas lagging beyond `max_lag_bytes` or `max_lag_seconds`, or not
      answering, leave the rotation until they catch up;
   4. the `fetch*` helpers retry a read on the primary when a replica connection
-     fails, so a replica going down never surfaces as an error.
+     fails, so a replica going down never surfaces as an error (nor does a query
+     the replica cancels for a conflict with recovery).
+
+Writes are noted with `write(principal)` or, for several keys at once (the
+writer, and objects whose shared caches must not be refilled from a replica
+that is behind), `note_write(conn, keys)`; `reader(key)` gives pool-shaped
+reads bound to one key.
 
 Exceptions: none of its own; asyncpg's errors pass through from the primary.
 """
@@ -22,9 +28,10 @@ Exceptions: none of its own; asyncpg's errors pass through from the primary.
 from bookvault.patterns.db.leaks import LeakGuard, LeakReport
 from bookvault.patterns.db.lsn import format_lsn, parse_lsn
 from bookvault.patterns.db.positions import MemoryWritePositions, RedisWritePositions, WritePositions
-from bookvault.patterns.db.router import ReadRouter, ReplicaPolicy, ReplicaState, RouterSnapshot
+from bookvault.patterns.db.router import BoundReader, ReadRouter, ReplicaPolicy, ReplicaState, RouterSnapshot
 
 __all__ = [
+    "BoundReader",
     "LeakGuard",
     "LeakReport",
     "MemoryWritePositions",

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     # What a pool hands out: a proxy that behaves as a connection.
     PooledConnection = PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["ReadRouter", "ReplicaPolicy", "ReplicaState", "RouterSnapshot"]
+__all__ = ["BoundReader", "ReadRouter", "ReplicaPolicy", "ReplicaState", "RouterSnapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,11 @@ class ReadRouter:
     # --- routing ------------------------------------------------------------------
 
     async def _choose(self, principal: str | None) -> ReplicaState | None:
+        in_rotation = [r for r in self._replicas if r.in_rotation]
+        if not in_rotation:  # no need to ask where the principal's writes got to
+            return None
         needed = await self._positions.get(principal) if principal and self._positions else None
-        candidates = [
-            r for r in self._replicas if r.in_rotation and (needed is None or r.replay_lsn >= needed)
-        ]
+        candidates = [r for r in in_rotation if needed is None or r.replay_lsn >= needed]
         if not candidates:
             return None
         return candidates[next(self._turn) % len(candidates)]
@@ -210,6 +211,10 @@ class ReadRouter:
             except CONNECTION_ERRORS as exc:
                 self._take_out(replica, f"unreachable: {exc or type(exc).__name__}")
                 self.fallbacks += 1
+            except asyncpg.SerializationError:
+                # "canceling statement due to conflict with recovery": replay needed
+                # what the query was reading. The replica is fine; this read is not.
+                self.fallbacks += 1
             else:
                 replica.reads += 1
                 self.reads_replica += 1
@@ -235,12 +240,30 @@ class ReadRouter:
         your transaction inside the block so it has committed by then."""
         async with self._primary.acquire() as connection:
             yield connection
-            self.writes += 1
-            if principal and self._positions is not None:
-                # After COMMIT returns, the WAL is flushed past the commit record,
-                # so the current position is at or after this principal's write.
-                lsn = parse_lsn(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
-                await self._positions.remember(principal, lsn)
+            await self.note_write(connection, (principal,) if principal else ())
+
+    async def note_write(self, connection: Any, keys: Iterable[str]) -> None:
+        """Remember the write just committed on `connection` (a primary
+        connection, outside any transaction) under every key in `keys`.
+
+        Keys are principals, or anything else a later read must see the write
+        for: a cached object's id, say, so that a cache fill shared by every
+        caller is never loaded from a replica that has not replayed it."""
+        self.writes += 1
+        wanted = [key for key in keys if key]
+        if not wanted or self._positions is None:
+            return
+        # After COMMIT returns, the WAL is flushed past the commit record, so the
+        # current position is at or after the write.
+        lsn = parse_lsn(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        positions = self._positions
+        await asyncio.gather(*(positions.remember(key, lsn) for key in wanted))
+
+    def reader(self, after: str | None = None) -> BoundReader:
+        """`fetch`/`fetchrow`/`fetchval` that see every write remembered under
+        `after` (None: any replica in rotation will do), shaped like a pool's
+        so code written against a pool takes it unchanged."""
+        return BoundReader(self, after)
 
     # --- reporting ----------------------------------------------------------------
 
@@ -264,3 +287,22 @@ class ReadRouter:
                 for r in self._replicas
             ),
         )
+
+
+class BoundReader:
+    """A router's reads bound to one read-your-writes key (see `ReadRouter.reader`)."""
+
+    __slots__ = ("_after", "_router")
+
+    def __init__(self, router: ReadRouter, after: str | None) -> None:
+        self._router = router
+        self._after = after
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._router.fetch(query, *args, principal=self._after)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._router.fetchrow(query, *args, principal=self._after)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._router.fetchval(query, *args, principal=self._after)

@@ -188,3 +188,27 @@ async def test_redis_down_routes_the_principal_to_the_primary() -> None:
         assert positions.errors == 2
     finally:
         await client.aclose()
+
+
+async def test_a_write_noted_under_several_keys_routes_reads_bound_to_any_of_them(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    primary, replica = pools
+    router = ReadRouter(primary, {"replica": replica}, positions=MemoryWritePositions())
+    await router.refresh()
+    note_id = time.time_ns()
+    query = "SELECT body FROM notes WHERE id = $1"
+
+    await replica.execute("SELECT pg_wal_replay_pause()")
+    await primary.execute("INSERT INTO notes VALUES ($1, 'shared')", note_id)
+    await router.note_write(primary, ("7", f"note:{note_id}", ""))
+    await router.refresh()
+
+    # Reads bound to the writer or to the object see the write (the primary) ...
+    assert await router.reader("7").fetchval(query, note_id) == "shared"
+    assert await router.reader(f"note:{note_id}").fetchrow(query, note_id) is not None
+    # ... and everything else still reads the replica, which has not replayed it.
+    assert await router.reader("note:other").fetch(query, note_id) == []
+    assert await router.reader(None).fetchval(query, note_id) is None
+    snapshot = router.snapshot()
+    assert (snapshot.reads_primary, snapshot.reads_replica, snapshot.writes) == (2, 2, 1)

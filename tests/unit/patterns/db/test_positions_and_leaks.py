@@ -65,3 +65,33 @@ async def test_a_connection_held_too_long_is_reported_once_with_its_origin() -> 
 def test_threshold_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         LeakGuard(cast(asyncpg.Pool, _FakePool()), threshold_s=0)
+
+
+def test_a_pool_reporting_to_the_guard_gets_the_same_detection() -> None:
+    clock = FakeClock()
+    guard = LeakGuard(threshold_s=5.0, clock=clock)
+
+    def checkout_in_a_handler() -> None:
+        guard.taken("conn-1")
+
+    checkout_in_a_handler()
+    guard.taken("conn-2")
+    clock.advance(3)
+    guard.returned("conn-2")
+    guard.returned("never-taken")  # ignored
+    assert guard.overdue() == 0
+    clock.advance(3)
+    assert guard.overdue() == 1
+    reports = guard.check()
+    assert len(reports) == 1
+    assert "checkout_in_a_handler" in reports[0].taken_at
+    assert 'guard.taken("conn-1")' in reports[0].taken_at  # the source line, looked up when reported
+    guard.returned("conn-1")
+    assert (guard.held, guard.overdue(), guard.leaks_reported) == (0, 0, 1)
+
+
+async def test_a_guard_without_a_pool_cannot_acquire() -> None:
+    guard = LeakGuard(threshold_s=1.0)
+    with pytest.raises(RuntimeError, match="acquire from that pool"):
+        async with guard.acquire():
+            pass
