@@ -270,6 +270,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = LadderOptions.for_mode(output.resolve(), state_dir.resolve(), args.quick)
     if args.duration is not None:
         options = dataclasses.replace(options, duration_s=args.duration)
+    if args.alone:
+        options = dataclasses.replace(options, alone=True)
     try:
         run_ladder(options, lambda line: print(line, flush=True))
     except BenchError as exc:
@@ -332,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small data and short runs (under 2 minutes)")
     bench.add_argument("--output", type=Path, help="results directory (default bench-results/<time>)")
     bench.add_argument("--duration", type=float, help="seconds per measurement (default 10, quick 3)")
+    bench.add_argument(
+        "--alone",
+        action="store_true",
+        help="after the ladder, measure each group of patterns on its own over the baseline",
+    )
     bench.set_defaults(handler=cmd_bench)
     return parser
 

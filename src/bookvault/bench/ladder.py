@@ -30,7 +30,7 @@ from bookvault.auth import TokenCodec
 from bookvault.bench import references
 from bookvault.bench.dbstats import statement_calls
 from bookvault.bench.measure import Measurement, measure
-from bookvault.bench.phases import PHASES, SEED_OVERALL_CLAIMS, Phase, switches_for
+from bookvault.bench.phases import ALONE, PHASES, SEED_OVERALL_CLAIMS, Phase, switches_for
 from bookvault.bench.report import PhaseRow, markdown_table, write_charts, write_results
 from bookvault.bench.scenarios import (
     BookDetailScenario,
@@ -70,6 +70,7 @@ class LadderOptions:
     connections: int = 64
     books: int = 100_000
     members: int = 10_000
+    alone: bool = False
 
     @classmethod
     def for_mode(cls, output: Path, state_dir: Path, quick: bool) -> LadderOptions:
@@ -103,10 +104,14 @@ def _cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> str:
 
 
 def _phase_env(index: int) -> dict[str, str]:
+    return _switch_env(switches_for(index))
+
+
+def _switch_env(switches: dict[str, bool]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
     env.update(BENCH_PORTS)
     env["BOOKVAULT_PROFILE"] = "baseline"
-    for name, on in switches_for(index).items():
+    for name, on in switches.items():
         env[f"BOOKVAULT_{name.upper()}"] = "on" if on else "off"
     # The load comes from one address and a few hundred members, far above any
     # client's fair share: limits this high make every decision (and its Redis round
@@ -336,6 +341,54 @@ class _Ladder:
             _row(phase, read_heavy, queries_per_s, hit_ratio, read_heavy.percentiles_ms, missing)
         )
 
+    # --- each group alone -------------------------------------------------------------
+
+    def alone(self, label: str, names: tuple[str, ...]) -> None:
+        """Read-heavy with only `names` on, on the data the ladder seeded."""
+        missing = tuple(name for name in names if name not in BUILT_PATTERNS)
+        if missing:
+            self.say(f"{label} alone: not built ({', '.join(missing)}), skipped")
+            return
+        env = _switch_env({name: name in names for name in switches_for(len(PHASES) - 1)})
+        self.say(f"{label} alone: starting the stack")
+        _cli(["up", "--detach", *self.state_args], env)
+        try:
+            status = json.loads(_cli(["status", "--json", *self.state_args], env))
+            settings = load_settings({**env, "BOOKVAULT_STATE_DIR": str(self.options.state_dir)})
+            codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
+            members = range(1, min(self.options.members, _TOKENS) + 1)
+            tokens = [codec.sign(str(member), "member", ttl_s=3600) for member in members]
+            gateway = status["gateway_url"]
+            admin_dsn = status["postgres"]["primary_dsn"]
+            calls_before = asyncio.run(statement_calls(admin_dsn, "catalog"))
+            started = time.monotonic()
+            self.say(f"  read-heavy through the gateway, {self.options.connections} connections")
+            read_heavy = measure(
+                gateway,
+                _factory(
+                    ReadHeavyScenario(
+                        gateway.removeprefix("http://"), list(range(1, self.options.books + 1)), tokens
+                    )
+                ),
+                duration_s=self.options.duration_s,
+                connections=self.options.connections,
+            )
+            elapsed = time.monotonic() - started
+            calls_after = asyncio.run(statement_calls(admin_dsn, "catalog"))
+        finally:
+            _cli(["down", *self.state_args], env)
+        queries_per_s = (
+            (calls_after - calls_before) / elapsed if calls_before is not None and calls_after else None
+        )
+        self.results.setdefault("alone", []).append(
+            {
+                "label": label,
+                "patterns": list(names),
+                "read_heavy": read_heavy.as_json(),
+                "catalog_db_queries_per_s": queries_per_s,
+            }
+        )
+
     # --- whole run ------------------------------------------------------------------
 
     def run(self) -> Path:
@@ -343,7 +396,11 @@ class _Ladder:
         output.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.UTC)
         self.results["started_at"] = started.isoformat()
-        self.results["command"] = "bookvault bench --ladder" + (" --quick" if self.options.quick else "")
+        self.results["command"] = (
+            "bookvault bench --ladder"
+            + (" --quick" if self.options.quick else "")
+            + (" --alone" if self.options.alone else "")
+        )
         self.results["machine"] = _machine()
         self.results["options"] = {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.options).items()
@@ -352,6 +409,9 @@ class _Ladder:
         seeded = False
         for index, phase in enumerate(PHASES):
             seeded = self.phase(index, phase, seeded)
+        if self.options.alone:
+            for label, names in ALONE:
+                self.alone(label, names)
         self.results["seed_claims"] = SEED_OVERALL_CLAIMS
         self.results["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         write_results(output / "results.json", self.results)
@@ -441,6 +501,32 @@ def _read_split_lines(phases: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _alone_lines(results: dict[str, Any]) -> list[str]:
+    """The `--alone` table: each group over the baseline measured with them."""
+    runs = results.get("alone")
+    if not runs or runs[0]["patterns"]:
+        return []
+    base = runs[0]["read_heavy"]["requests_per_s"]
+    lines = [
+        "### Each group alone over the baseline (read-heavy)",
+        "",
+        "| Patterns on | req/s | vs baseline | p50 ms | p99 ms | DB queries/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        heavy = run["read_heavy"]
+        lines.append(
+            f"| {run['label']} | {heavy['requests_per_s']:,.0f} | {_ratio(heavy['requests_per_s'], base)} | "
+            f"{heavy['percentiles_ms'].get('p50', 0):.2f} | {heavy['percentiles_ms'].get('p99', 0):.2f} | "
+            f"{_number(run.get('catalog_db_queries_per_s'))} |"
+        )
+    return [*lines, ""]
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
 def _ladder_markdown(results: dict[str, Any], rows: list[PhaseRow]) -> str:
     refs = results["references"]
     raw = (refs.get("raw_asgi") or {}).get("requests_per_s")
@@ -458,6 +544,7 @@ def _ladder_markdown(results: dict[str, Any], rows: list[PhaseRow]) -> str:
         "",
         markdown_table(rows),
         *_read_split_lines(results["phases"]),
+        *_alone_lines(results),
         "### References, same run",
         "",
         "| Reference | req/s or tps |",

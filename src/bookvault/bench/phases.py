@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["PHASES", "SEED_OVERALL_CLAIMS", "Phase"]
+__all__ = ["ALONE", "PHASES", "SEED_OVERALL_CLAIMS", "Phase"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,3 +61,22 @@ def switches_for(phase_index: int) -> dict[str, bool]:
     on = {name for phase in PHASES[: phase_index + 1] for name in phase.adds}
     every = {name for phase in PHASES for name in phase.adds}
     return {name: name in on for name in sorted(every)}
+
+
+# Each group of patterns on its own over the baseline (`bookvault bench --ladder
+# --alone`): the cumulative ladder shows what a phase adds to the ones before it,
+# this shows what each pays on its own, so a pattern that only helps (or only
+# costs) in company is visible. `materialized_views` is left out: read-heavy
+# does not read genre statistics. The baseline is measured again first, under the
+# same conditions as the rows after it (the ladder's own baseline runs first of all,
+# on cold database buffers).
+ALONE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("none (baseline, measured again)", ()),
+    ("gateway response cache", ("gateway_cache",)),
+    ("compression", ("compression",)),
+    ("tuned pools", ("tuned_pools",)),
+    ("service caches + coalescing", ("cache", "coalescing")),
+    ("breakers, retries, bulkheads", ("breakers", "retries", "bulkheads")),
+    ("read replicas", ("replicas",)),
+    ("rate limiting", ("rate_limit",)),
+)
