@@ -45,14 +45,16 @@ from bookvault.db.migrations import ensure_database
 __all__ = ["LadderOptions", "run_ladder"]
 
 # The bench stack gets its own ports and state so a developer's stack keeps running.
+# Below Linux's ephemeral range (32768-60999): the bench's own load opens thousands
+# of outgoing connections, and one of them may hold any port in that range.
 BENCH_PORTS = {
-    "BOOKVAULT_GATEWAY_PORT": "38080",
-    "BOOKVAULT_CATALOG_PORT": "38081",
-    "BOOKVAULT_BORROWING_PORT": "38082",
-    "BOOKVAULT_ACCOUNTS_PORT": "38083",
-    "BOOKVAULT_POSTGRES_PORT": "54520",
-    "BOOKVAULT_REPLICA_PORT": "54521",
-    "BOOKVAULT_REDIS_PORT": "6580",
+    "BOOKVAULT_GATEWAY_PORT": "28080",
+    "BOOKVAULT_CATALOG_PORT": "28081",
+    "BOOKVAULT_BORROWING_PORT": "28082",
+    "BOOKVAULT_ACCOUNTS_PORT": "28083",
+    "BOOKVAULT_POSTGRES_PORT": "25420",
+    "BOOKVAULT_REPLICA_PORT": "25421",
+    "BOOKVAULT_REDIS_PORT": "26580",
 }
 _TOKENS = 500
 
