@@ -29,21 +29,17 @@ throwaway redis-server is started on a free port and stopped at the end.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import dataclasses
 import random
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 
-from bookvault.bench.limiter_bench import _own_redis
+from bookvault.bench.redis_bench import argument_parser, count_round_trips, run_on_redis, say
 from bookvault.patterns.cache import Cache, CachePolicy, LocalPolicy, RedisBackend
 
 __all__ = ["Result", "main", "run"]
@@ -204,24 +200,6 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 
 
-@contextlib.contextmanager
-def _count_round_trips() -> Iterator[list[int]]:
-    """Count writes to Redis through redis-py (every contender uses it): one per
-    command or pipeline, so one per round trip."""
-    counter = [0]
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        counter[0] += 1
-        await original(self, command, check_health)
-
-    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-    try:
-        yield counter
-    finally:
-        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
-
-
 async def _measure(
     contender: Contender, url: str, values: dict[str, dict[str, Any]], hits: int, concurrency: int
 ) -> Result:
@@ -233,7 +211,7 @@ async def _measure(
         for key in order[:200]:  # every contender answers with what was stored
             if await get(key) != values[key]:
                 raise RuntimeError(f"{contender.library} ({contender.how}) answered a wrong value")
-        with _count_round_trips() as trips:
+        with count_round_trips() as trips:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             for key in order:
                 await get(key)
@@ -315,28 +293,19 @@ def table(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bookvault.bench.cache_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--redis-url", help="a Redis to use (its current database is flushed); default: start one"
-    )
+    parser = argument_parser("bookvault.bench.cache_bench", __doc__)
     parser.add_argument("--hits", type=int, default=20_000, help="reads per contender and round")
     parser.add_argument("--keys", type=int, default=1_000, help="distinct keys the reads are spread over")
     parser.add_argument("--concurrency", type=int, default=32, help="reads in flight for the hits/s column")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per contender; medians are shown")
     args = parser.parse_args(argv)
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    with contextlib.ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(_own_redis())
-        results = asyncio.run(
-            run(
-                url, hits=args.hits, keys=args.keys, concurrency=args.concurrency, rounds=args.rounds, say=say
-            )
-        )
+    results = run_on_redis(
+        args.redis_url,
+        lambda url: run(
+            url, hits=args.hits, keys=args.keys, concurrency=args.concurrency, rounds=args.rounds, say=say
+        ),
+    )
     print(
         f"{args.hits} hits per contender over {args.keys} keys (a 10-field book each), "
         f"median of {args.rounds} rounds; hits/s with C={args.concurrency} in flight\n"

@@ -26,25 +26,19 @@ throwaway redis-server is started on a free port and stopped at the end.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from bookvault.patterns import pipelined_redis
+from bookvault.bench.redis_bench import argument_parser, count_round_trips, run_on_redis, say
 from bookvault.patterns.pipelined_redis import PipelinedRedis
 from bookvault.patterns.ratelimit import (
     GCRA,
@@ -179,34 +173,6 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 
 
-@contextlib.contextmanager
-def _count_round_trips() -> Iterator[list[int]]:
-    """Count what every contender writes to Redis through redis-py (all three use it)
-    or through our pipelined client: one write per command, or per pipeline, i.e.
-    one per round trip."""
-    counter = [0]
-    original = AbstractConnection.send_packed_command
-    original_pipelined = pipelined_redis._Connection.send
-
-    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        counter[0] += 1
-        await original(self, command, check_health)
-
-    def counting_pipelined(
-        self: pipelined_redis._Connection, packed: bytes, loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Future[Any]:
-        counter[0] += 1
-        return original_pipelined(self, packed, loop)
-
-    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-    pipelined_redis._Connection.send = counting_pipelined  # type: ignore[method-assign]
-    try:
-        yield counter
-    finally:
-        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
-        pipelined_redis._Connection.send = original_pipelined  # type: ignore[method-assign]
-
-
 async def _redis_costs(admin: Redis) -> tuple[float, int]:
     """Redis server CPU seconds so far, and commands served (less INFO itself)."""
     cpu = await admin.info("cpu")
@@ -235,7 +201,7 @@ async def _measure(
 
         await admin.config_resetstat()
         redis_cpu0, _ = await _redis_costs(admin)
-        with _count_round_trips() as trips:
+        with count_round_trips() as trips:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -295,61 +261,25 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _own_redis() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server is not installed; pass --redis-url")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"redis-server on port {port} did not start")
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bookvault.bench.limiter_bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--redis-url", help="a Redis to use (its current database is flushed); default: start one"
-    )
+    parser = argument_parser("bookvault.bench.limiter_bench", __doc__)
     parser.add_argument("--decisions", type=int, default=10_000, help="decisions per contender and round")
     parser.add_argument("--concurrency", type=int, default=32, help="decisions in flight at once")
     parser.add_argument("--keys", type=int, default=1_000, help="distinct clients the traffic is spread over")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per contender; the median is shown")
     args = parser.parse_args(argv)
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    with contextlib.ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(_own_redis())
-        results = asyncio.run(
-            run(
-                url,
-                decisions=args.decisions,
-                concurrency=args.concurrency,
-                keys=args.keys,
-                rounds=args.rounds,
-                say=say,
-            )
-        )
+    results = run_on_redis(
+        args.redis_url,
+        lambda url: run(
+            url,
+            decisions=args.decisions,
+            concurrency=args.concurrency,
+            keys=args.keys,
+            rounds=args.rounds,
+            say=say,
+        ),
+    )
     print(
         f"{args.decisions} decisions per contender, {args.concurrency} in flight, {args.keys} keys, "
         f"median of {args.rounds} rounds; burst {BURST}, {RATE}/s (windows: {BURST} per {WINDOW_S:g} s)\n"

@@ -214,30 +214,6 @@ def _ours_retry() -> Loop:
     return loop
 
 
-def _tenacity() -> Loop:
-    @tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())
-    async def call() -> int:
-        return await _ok()
-
-    async def loop(n: int) -> None:
-        for _ in range(n):
-            await call()
-
-    return loop
-
-
-def _stamina() -> Loop:
-    @stamina.retry(on=Boom, attempts=3, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0)
-    async def call() -> int:
-        return await _ok()
-
-    async def loop(n: int) -> None:
-        for _ in range(n):
-            await call()
-
-    return loop
-
-
 def _flaky() -> Callable[[], Awaitable[int]]:
     """Fails every other call: each logical call is one failure, then a success."""
     state = {"fail": False}
@@ -263,32 +239,28 @@ def _ours_retry_failing() -> Loop:
     return loop
 
 
-def _tenacity_failing() -> Loop:
-    flaky = _flaky()
+def _repeat(call: Callable[[], Awaitable[int]]) -> Loop:
+    async def loop(n: int) -> None:
+        for _ in range(n):
+            await call()
 
+    return loop
+
+
+def _tenacity(target: Callable[[], Awaitable[int]] = _ok) -> Loop:
     @tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())
     async def call() -> int:
-        return await flaky()
+        return await target()
 
-    async def loop(n: int) -> None:
-        for _ in range(n):
-            await call()
-
-    return loop
+    return _repeat(call)
 
 
-def _stamina_failing() -> Loop:
-    flaky = _flaky()
-
+def _stamina(target: Callable[[], Awaitable[int]] = _ok) -> Loop:
     @stamina.retry(on=Boom, attempts=3, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0)
     async def call() -> int:
-        return await flaky()
+        return await target()
 
-    async def loop(n: int) -> None:
-        for _ in range(n):
-            await call()
-
-    return loop
+    return _repeat(call)
 
 
 CONTENDERS: tuple[tuple[str, str, Callable[[], Loop]], ...] = (
@@ -304,8 +276,8 @@ CONTENDERS: tuple[tuple[str, str, Callable[[], Loop]], ...] = (
     ("tenacity", "success", _tenacity),
     ("stamina", "success", _stamina),
     ("bookvault Retry", "failure", _ours_retry_failing),
-    ("tenacity", "failure", _tenacity_failing),
-    ("stamina", "failure", _stamina_failing),
+    ("tenacity", "failure", lambda: _tenacity(_flaky())),
+    ("stamina", "failure", lambda: _stamina(_flaky())),
     ("bookvault Policy (retry+breaker+bulkhead)", "success", _ours_policy),
 )
 

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from tests.support.processes import Process, free_port
 
 from bookvault.accounts.caching import AccountReads, SummaryInvalidator, account_reads
 from bookvault.accounts.repo import AccountsRepo
@@ -37,62 +33,10 @@ from bookvault.patterns.clock import FakeClock
 
 pytestmark = pytest.mark.stack
 
-_STARTUP_DEADLINE_S = 30.0
 # How long an invalidation may take to reach the other process over pub/sub before
 # the test calls it lost. Correctness with a bound, not a latency measurement.
 _DELIVERY_DEADLINE_S = 10.0
 _ADMIN = Principal("1", "admin")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclasses.dataclass
-class Process:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _spawn_accounts(settings: Settings, workdir: Path) -> Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
-    env.update(settings.as_environment())
-    env["BOOKVAULT_CONFIG"] = os.devnull
-    log = workdir / f"accounts-{settings.accounts_port}.log"
-    command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
-    command += ["--host", settings.host, "--port", str(settings.accounts_port), "--loop", "uvloop"]
-    command += ["--workers", "1", "bookvault.accounts.app:create_app"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    return Process(settings.service_url("accounts"), process, log)
-
-
-def _stop(started: Process) -> None:
-    started.process.terminate()
-    try:
-        started.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        started.process.kill()
-        started.process.wait()
-
-
-async def _wait_ready(started: Process) -> None:
-    deadline = time.monotonic() + _STARTUP_DEADLINE_S
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline and started.process.poll() is None:
-            try:
-                async with client.get(started.url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling for startup, not timing an assertion
-    _stop(started)
-    raise RuntimeError(f"{started.url} did not become ready; its log:\n{started.log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +45,9 @@ async def cached_accounts(
 ) -> AsyncIterator[list[str]]:
     """Two accounts processes with `cache` on, sharing the session's database and Redis."""
     workdir = tmp_path_factory.mktemp("accounts-cache")
-    started: list[Process] = []
-    try:
-        for _ in range(2):
-            settings = dataclasses.replace(system, accounts_port=_free_port(), cache=True)
-            process = _spawn_accounts(settings, workdir)
-            started.append(process)
-            await _wait_ready(process)
+    each = (dataclasses.replace(system, accounts_port=free_port(), cache=True) for _ in range(2))
+    async with Process.running("accounts", each, workdir, "/readyz") as started:
         yield [process.url + "/api/accounts/v1" for process in started]
-    finally:
-        for process in started:
-            _stop(process)
 
 
 @dataclasses.dataclass

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import asyncpg
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from tests.support.processes import free_port
 
 from bookvault.catalog import repo
 from bookvault.catalog.caching import CatalogReads
@@ -38,13 +38,6 @@ from bookvault.stack.services import ServiceSpec, command, wait_healthy
 from .conftest import Catalog, MakeToken, new_isbn
 
 pytestmark = pytest.mark.stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass
@@ -68,7 +61,7 @@ def cached_catalog(infra: Settings) -> Iterator[CachedCatalog]:
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server is needed"
     state = Path(tempfile.mkdtemp(prefix="bookvault-catalog-cache-"))
-    redis_port, catalog_port = _free_port(), _free_port()
+    redis_port, catalog_port = free_port(), free_port()
     password = secrets.token_hex(16)
     redis_url = stack_redis.url(password, redis_port)
     redis_process = stack_redis.server_process(

@@ -16,7 +16,6 @@ import dataclasses
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 import pytest
+from tests.support.processes import free_port
 
 from bookvault.config import Settings, with_database
 from bookvault.faults import FaultProxy, Outage
@@ -38,13 +38,6 @@ from bookvault.stack.services import ServiceSpec, command, wait_healthy
 from .conftest import Catalog, MakeToken
 
 pytestmark = pytest.mark.stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass
@@ -65,7 +58,7 @@ async def _routed_catalog(infra: Settings, *, cache: bool) -> AsyncIterator[Rout
             infra,
             # The optimized profile as shipped, or baseline with only the read side on.
             profile="optimized" if cache else "baseline",
-            catalog_port=_free_port(),
+            catalog_port=free_port(),
             replica_urls=(proxied.geturl(),),
             replicas=None if cache else True,
             materialized_views=None if cache else True,

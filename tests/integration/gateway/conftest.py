@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.support.processes import Process, free_port
 
 from bookvault.auth import Role, TokenCodec
 from bookvault.config import Settings
@@ -27,14 +23,6 @@ JWT_KEY = "integration-test-signing-key-0123456789"
 CODEC = TokenCodec(JWT_KEY)
 MAX_BODY_BYTES = 64 * 1024
 UPSTREAM_TIMEOUT_S = 0.5
-_STARTUP_DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- the upstream the tests control -----------------------------------------
@@ -146,20 +134,7 @@ class RawResponse:
         return [value for key, value in self.headers if key.lower() == name.lower()]
 
 
-@dataclasses.dataclass
-class Gateway:
-    settings: Settings
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return self.settings.gateway_url
-
-    @property
-    def port(self) -> int:
-        return self.settings.gateway_port
-
+class Gateway(Process):
     @staticmethod
     def bearer(sub: str, role: Role = "member", ttl_s: int = 3600) -> dict[str, str]:
         """An Authorization header signed with the gateway's key."""
@@ -181,59 +156,6 @@ class Gateway:
             (name.strip(), value.strip()) for name, _, value in (line.partition(":") for line in lines)
         ]
         return RawResponse(int(status_line.split()[1]), headers, payload)
-
-
-def _start_gateway(settings: Settings, workdir: Path) -> Gateway:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
-    env.update(settings.as_environment())
-    env["BOOKVAULT_CONFIG"] = os.devnull  # never a developer's bookvault.toml
-    log = workdir / f"gateway-{settings.gateway_port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.gateway_port),
-        "--loop",
-        "uvloop",
-        "--workers",
-        "1",
-        "bookvault.gateway.app:create_app",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    return Gateway(settings, process, log)
-
-
-async def _wait_healthy(gateway: Gateway) -> None:
-    deadline = time.monotonic() + _STARTUP_DEADLINE_S
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline:
-            if gateway.process.poll() is not None:
-                break
-            try:
-                async with client.get(f"{gateway.url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling for startup, not timing an assertion
-    _stop(gateway)
-    raise RuntimeError(f"gateway did not become healthy; its log:\n{gateway.log.read_text()}")
-
-
-def _stop(gateway: Gateway) -> None:
-    gateway.process.terminate()
-    try:
-        gateway.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        gateway.process.kill()
-        gateway.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -271,20 +193,16 @@ def gateway_settings(upstream: EchoUpstream, dead_port: int, **overrides: Any) -
 
 @pytest.fixture(scope="module")
 async def gateway(upstream: EchoUpstream, dead_port: int, workdir: Path) -> AsyncIterator[Gateway]:
-    started = _start_gateway(gateway_settings(upstream, dead_port), workdir)
-    await _wait_healthy(started)
-    yield started
-    _stop(started)
+    async with Gateway.running("gateway", [gateway_settings(upstream, dead_port)], workdir) as [started]:
+        yield started
 
 
 @pytest.fixture(scope="module")
 async def trusting_gateway(upstream: EchoUpstream, dead_port: int, workdir: Path) -> AsyncIterator[Gateway]:
     """A gateway that believes X-Forwarded-For from loopback peers (the tests' own address)."""
     settings = gateway_settings(upstream, dead_port, trusted_proxies=("127.0.0.0/8",))
-    started = _start_gateway(settings, workdir)
-    await _wait_healthy(started)
-    yield started
-    _stop(started)
+    async with Gateway.running("gateway", [settings], workdir) as [started]:
+        yield started
 
 
 @pytest.fixture

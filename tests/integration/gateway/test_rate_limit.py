@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,11 +21,9 @@ from multidict import CIMultiDict
 from tests.integration.gateway.conftest import (
     EchoUpstream,
     Gateway,
-    _start_gateway,
-    _stop,
-    _wait_healthy,
     gateway_settings,
 )
+from tests.support.redis_server import OwnRedis, running_redis
 
 from bookvault.patterns.ratelimit import parse_ratelimit, parse_ratelimit_policy
 from bookvault.patterns.ratelimit.headers import QUOTA_EXCEEDED
@@ -39,74 +35,24 @@ CONCURRENCY = 64
 PATIENT_S = 2.0
 
 
-class RedisServer:
-    """A redis-server of our own: no persistence, on a free port."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.02)  # polling for startup, not timing an assertion
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
+def redis_server() -> Iterator[OwnRedis]:
+    with running_redis() as server:
+        yield server
 
 
 @contextlib.asynccontextmanager
 async def gateways(
     upstream: EchoUpstream, dead_port: int, workdir: Path, count: int, **overrides: Any
 ) -> AsyncIterator[list[Gateway]]:
-    started = [
-        _start_gateway(gateway_settings(upstream, dead_port, rate_limit=True, **overrides), workdir)
-        for _ in range(count)
-    ]
-    try:
-        for gateway in started:
-            await _wait_healthy(gateway)
+    each = [gateway_settings(upstream, dead_port, rate_limit=True, **overrides) for _ in range(count)]
+    async with Gateway.running("gateway", each, workdir) as started:
         yield started
-    finally:
-        for gateway in started:
-            _stop(gateway)
 
 
 @pytest.fixture(scope="module")
 async def seed_pair(
-    upstream: EchoUpstream, dead_port: int, workdir: Path, redis_server: RedisServer
+    upstream: EchoUpstream, dead_port: int, workdir: Path, redis_server: OwnRedis
 ) -> AsyncIterator[list[Gateway]]:
     """Two gateways on the seed's defaults (100/s, burst 200); the second trusts loopback proxies."""
     async with (
@@ -212,7 +158,7 @@ async def test_two_gateways_share_one_limit_within_two_percent(
     upstream: EchoUpstream,
     dead_port: int,
     workdir: Path,
-    redis_server: RedisServer,
+    redis_server: OwnRedis,
     client: aiohttp.ClientSession,
     member: str,
 ) -> None:
@@ -267,7 +213,8 @@ async def test_rotating_forwarded_for_does_not_escape_the_limit(
 async def test_with_redis_gone_the_documented_policy_holds_and_the_gateway_stays_up(
     upstream: EchoUpstream, dead_port: int, workdir: Path, client: aiohttp.ClientSession
 ) -> None:
-    redis = RedisServer()
+    redis = OwnRedis()
+    redis.start()
     try:
         async with gateways(
             upstream,
@@ -283,7 +230,7 @@ async def test_with_redis_gone_the_documented_policy_holds_and_the_gateway_stays
                 client, [gateway], 3, "/api/catalog/v1/books/up", headers=Gateway.bearer("7")
             )
             assert [a.status for a in before] == [200, 200, 200]
-            redis.stop()
+            redis.kill()
             # Fail open to a local limiter of the same size: still limited, never an error.
             during, _ = await burst(
                 client, [gateway], 8, "/api/catalog/v1/books/down", headers=Gateway.bearer("8")
@@ -303,4 +250,4 @@ async def test_with_redis_gone_the_documented_policy_holds_and_the_gateway_stays
             assert gateway.process.poll() is None
             assert "Traceback" not in gateway.log.read_text()
     finally:
-        redis.stop()
+        redis.kill()

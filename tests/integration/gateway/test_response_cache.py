@@ -14,11 +14,7 @@ import dataclasses
 import gzip
 import itertools
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,24 +26,17 @@ import pytest
 import zstandard
 from multidict import CIMultiDict
 from redis.asyncio import Redis
+from tests.support.processes import Process, free_port
 
 from bookvault.catalog.isbn import isbn13_check_digit
 from bookvault.config import Settings
 
 pytestmark = pytest.mark.stack
 
-_STARTUP_DEADLINE_S = 30.0
 # How long a purge may take to travel Redis pub/sub to another process before the
 # test calls it lost. Correctness with a bound, not a latency measurement.
 _PURGE_DEADLINE_S = 10.0
 _isbn_bodies = itertools.count(random.Random().randrange(10**8, 9 * 10**8))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _new_isbn() -> str:
@@ -55,67 +44,9 @@ def _new_isbn() -> str:
     return first12 + isbn13_check_digit(first12)
 
 
-@dataclasses.dataclass
-class Process:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _spawn(app: str, settings: Settings, port: int, workdir: Path) -> Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
-    env.update(settings.as_environment())
-    env["BOOKVAULT_CONFIG"] = os.devnull
-    log = workdir / f"{app}-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        settings.host,
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--workers",
-        "1",
-        f"bookvault.{app}.app:create_app",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    return Process(f"http://{settings.host}:{port}", process, log)
-
-
-async def _wait_ready(started: Process, path: str = "/readyz") -> None:
-    deadline = time.monotonic() + _STARTUP_DEADLINE_S
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline and started.process.poll() is None:
-            try:
-                async with client.get(started.url + path) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling for startup, not timing an assertion
-    _stop(started)
-    raise RuntimeError(f"{started.url} did not become ready; its log:\n{started.log.read_text()}")
-
-
-def _stop(started: Process) -> None:
-    started.process.terminate()
-    try:
-        started.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        started.process.kill()
-        started.process.wait()
-
-
 def _gateway_settings(system: Settings, **overrides: Any) -> Settings:
     return dataclasses.replace(
-        system, gateway_port=_free_port(), gateway_cache=True, compression=True, **overrides
+        system, gateway_port=free_port(), gateway_cache=True, compression=True, **overrides
     )
 
 
@@ -127,17 +58,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 async def gateways(system: Settings, workdir: Path) -> AsyncIterator[tuple[str, str]]:
     """Two cached, compressing gateway processes in front of the session's services."""
-    started = []
-    try:
-        for _ in range(2):
-            settings = _gateway_settings(system)
-            process = _spawn("gateway", settings, settings.gateway_port, workdir)
-            started.append(process)
-            await _wait_ready(process)
+    each = (_gateway_settings(system) for _ in range(2))
+    async with Process.running("gateway", each, workdir, "/readyz") as started:
         yield started[0].url, started[1].url
-    finally:
-        for process in started:
-            _stop(process)
 
 
 @pytest.fixture
@@ -362,17 +285,17 @@ async def test_list_responses_are_compressed_and_cached_per_coding(
 async def test_redis_unreachable_is_a_miss_never_an_error(
     system: Settings, workdir: Path, client: aiohttp.ClientSession, make_token: Any
 ) -> None:
-    settings = _gateway_settings(system, redis_url=f"redis://127.0.0.1:{_free_port()}/0")
-    started = _spawn("gateway", settings, settings.gateway_port, workdir)
+    settings = _gateway_settings(system, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    started = Process.start("gateway", settings, workdir)
     try:
-        await _wait_ready(started)
+        await started.wait_ready("/readyz")
         book = await create_book(client, system.service_url("catalog"), make_token("1", "admin"))
         url = started.url + f"/api/catalog/v1/books/{book['id']}"
         replies = [await fetch(client, "GET", url) for _ in range(3)]
         assert [r.status for r in replies] == [200, 200, 200]
         assert [r.cache for r in replies] == ["MISS", "MISS", "MISS"]
     finally:
-        _stop(started)
+        started.stop()
 
 
 @pytest.mark.e2e
@@ -383,17 +306,18 @@ async def test_a_patch_is_visible_through_every_gateway_e2e(
     purge itself, the next GETs through both gateways show the change. Needs the
     catalog's purge publishing (its `gateway_cache` switch on), so this test runs a
     catalog of its own with that switch, behind two gateways of its own."""
-    catalog_port = _free_port()
+    catalog_port = free_port()
     catalog_settings = dataclasses.replace(system, catalog_port=catalog_port, gateway_cache=True)
-    catalog = _spawn("catalog", catalog_settings, catalog_port, workdir)
+    catalog = Process.start("catalog", catalog_settings, workdir)
     gateways: list[Process] = []
     try:
-        await _wait_ready(catalog)
+        await catalog.wait_ready("/readyz")
         for _ in range(2):
-            settings = _gateway_settings(system, catalog_port=catalog_port)
-            gateways.append(_spawn("gateway", settings, settings.gateway_port, workdir))
+            gateways.append(
+                Process.start("gateway", _gateway_settings(system, catalog_port=catalog_port), workdir)
+            )
         for gateway in gateways:
-            await _wait_ready(gateway)
+            await gateway.wait_ready("/readyz")
         first, second = (gateway.url for gateway in gateways)
         admin = make_token("1", "admin")
         book = await create_book(client, first, admin)
@@ -410,4 +334,4 @@ async def test_a_patch_is_visible_through_every_gateway_e2e(
         assert seen[-1] == "Renamed"
     finally:
         for process in [*gateways, catalog]:
-            _stop(process)
+            process.stop()

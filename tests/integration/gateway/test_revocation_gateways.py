@@ -12,17 +12,14 @@ import asyncio
 import dataclasses
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from tests.support.processes import Process, free_port
 
 from bookvault.auth import TokenCodec
 from bookvault.cli import main
@@ -30,79 +27,24 @@ from bookvault.config import Settings
 
 pytestmark = pytest.mark.stack
 
-_STARTUP_DEADLINE_S = 30.0
 # How long a revocation may take to travel Redis pub/sub to another process before
 # the test calls it lost. Correctness with a bound, not a latency measurement.
 _DELIVERY_DEADLINE_S = 10.0
 _BOOKS = "/api/catalog/v1/books?limit=1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclasses.dataclass
-class Process:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _spawn_gateway(settings: Settings, workdir: Path) -> Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
-    env.update(settings.as_environment())
-    env["BOOKVAULT_CONFIG"] = os.devnull
-    log = workdir / f"gateway-{settings.gateway_port}.log"
-    command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
-    command += ["--host", settings.host, "--port", str(settings.gateway_port), "--loop", "uvloop"]
-    command += ["--workers", "1", "bookvault.gateway.app:create_app"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    return Process(settings.gateway_url, process, log)
-
-
-def _stop(started: Process) -> None:
-    started.process.terminate()
-    try:
-        started.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        started.process.kill()
-        started.process.wait()
-
-
-async def _wait_ready(started: Process) -> None:
-    deadline = time.monotonic() + _STARTUP_DEADLINE_S
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline and started.process.poll() is None:
-            try:
-                async with client.get(started.url + "/metrics") as resp:
-                    # Ready for these tests once its revocation list is current.
-                    if resp.status == 200 and "bookvault_gateway_revocations_live 1.0" in await resp.text():
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling for startup, not timing an assertion
-    _stop(started)
-    raise RuntimeError(f"{started.url} did not become ready; its log:\n{started.log.read_text()}")
+def _revocations_live(status: int, body: str) -> bool:
+    # Ready for these tests once its revocation list is current.
+    return status == 200 and "bookvault_gateway_revocations_live 1.0" in body
 
 
 @pytest.fixture(scope="module")
 async def gateways(system: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[str]]:
     """Two more gateway processes, plus the session's own: three that must all agree."""
     workdir = tmp_path_factory.mktemp("revocation")
-    started: list[Process] = []
-    try:
-        for _ in range(2):
-            process = _spawn_gateway(dataclasses.replace(system, gateway_port=_free_port()), workdir)
-            started.append(process)
-            await _wait_ready(process)
+    each = (dataclasses.replace(system, gateway_port=free_port()) for _ in range(2))
+    async with Process.running("gateway", each, workdir, "/metrics", _revocations_live) as started:
         yield [process.url for process in started] + [system.gateway_url]
-    finally:
-        for process in started:
-            _stop(process)
 
 
 @pytest.fixture

@@ -9,10 +9,6 @@ bound, never a latency measurement.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +16,7 @@ from functools import partial
 
 import pytest
 from redis.asyncio import Redis
+from tests.support.redis_server import OwnRedis, running_redis
 
 from bookvault.auth import AuthError, Principal, TokenCodec
 from bookvault.config import Settings
@@ -29,55 +26,14 @@ KEY = "revocation-test-signing-key-0123456789"
 _DEADLINE_S = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self._binary = binary
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        command += ["--appendonly", "no"]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)  # waiting for the server to listen
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
-            self._process = None
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
+def private_redis() -> Iterator[OwnRedis]:
+    with running_redis() as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture
-async def redis(private_redis: PrivateRedis) -> AsyncIterator[Redis]:
+async def redis(private_redis: OwnRedis) -> AsyncIterator[Redis]:
     client = Redis.from_url(private_redis.url)
     yield client
     await client.aclose()
@@ -87,7 +43,7 @@ Gateway = tuple[RevocationList, TokenCodec]
 
 
 @pytest.fixture
-async def gateway_process(private_redis: PrivateRedis) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+async def gateway_process(private_redis: OwnRedis) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
     """Makes what one gateway process has: its revocation list and its codec."""
     started: list[RevocationList] = []
 
@@ -213,7 +169,7 @@ async def test_redis_keeps_each_revocation_for_its_tokens_remaining_life_only(
 
 
 async def test_while_redis_is_down_the_last_known_list_applies_and_the_gap_is_closed_after(
-    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: PrivateRedis
+    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: OwnRedis
 ) -> None:
     (list_a, codec_a), (list_b, codec_b) = await gateway_process(), await gateway_process()
     signer = TokenCodec(KEY)
@@ -240,7 +196,7 @@ async def test_while_redis_is_down_the_last_known_list_applies_and_the_gap_is_cl
 
 
 async def test_a_revocation_stored_while_a_process_was_deaf_is_loaded_when_it_hears_again(
-    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: PrivateRedis, redis: Redis
+    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: OwnRedis, redis: Redis
 ) -> None:
     (list_a, _), (list_b, codec_b) = await gateway_process(), await gateway_process()
     signer = TokenCodec(KEY)
@@ -256,7 +212,7 @@ async def test_a_revocation_stored_while_a_process_was_deaf_is_loaded_when_it_he
 
 
 async def test_fail_closed_refuses_to_trust_tokens_until_the_list_is_current(
-    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: PrivateRedis
+    gateway_process: Callable[..., Awaitable[Gateway]], private_redis: OwnRedis
 ) -> None:
     revocations, _ = await gateway_process(fail_closed=True)
     assert not revocations.unavailable

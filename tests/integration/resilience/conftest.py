@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,123 +18,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.support.processes import Process, free_port
 
 from bookvault.config import Settings
 from bookvault.faults import FaultProxy
 
-_STARTUP_DEADLINE_S = 30.0
 MakeToken = Callable[..., str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclasses.dataclass
-class Process:
-    """One granian process serving `target` with `settings`."""
-
-    name: str
-    settings: Settings
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.host}:{self.port}"
-
-    async def metrics(
-        self, session: aiohttp.ClientSession
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample on /metrics, keyed by name and sorted labels."""
-        async with session.get(f"{self.url}/metrics") as resp:
-            assert resp.status == 200
-            text = await resp.text()
-        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
-
-    async def breaker(self, session: aiohttp.ClientSession, dependency: str) -> dict[str, Any]:
-        """The breaker's state and counts as this process reports them."""
-        samples = await self.metrics(session)
-        state = [
-            dict(labels)["state"]
-            for (name, labels), value in samples.items()
-            if name == "bookvault_breaker_state"
-            and dict(labels).get("dependency") == dependency
-            and value == 1.0
-        ]
-        key = (("dependency", dependency),)
-        return {
-            "state": state[0] if state else None,
-            "not_permitted": samples.get(("bookvault_breaker_not_permitted_calls_total", key), 0.0),
-            "failed": samples.get(("bookvault_breaker_failed_calls", key), 0.0),
-            "slow": samples.get(("bookvault_breaker_slow_calls", key), 0.0),
-            "buffered": samples.get(("bookvault_breaker_buffered_calls", key), 0.0),
-            "bulkhead_rejected": samples.get(("bookvault_bulkhead_rejected_calls_total", key), 0.0),
-            "bulkhead_in_flight": samples.get(("bookvault_bulkhead_in_flight", key), 0.0),
-        }
-
-
-def start_process(name: str, target: str, settings: Settings, port: int, workdir: Path) -> Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKVAULT_")}
-    env.update(settings.as_environment())
-    env["BOOKVAULT_CONFIG"] = os.devnull
-    env["PYTHONUNBUFFERED"] = "1"
-    log = workdir / f"{name}-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        settings.host,
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--workers",
-        "1",
-        target,
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    return Process(name, settings, port, process, log)
-
-
-async def wait_healthy(started: Process) -> None:
-    deadline = time.monotonic() + _STARTUP_DEADLINE_S
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline:
-            if started.process.poll() is not None:
-                break
-            try:
-                async with client.get(f"{started.url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling for startup, not timing an assertion
-    stop(started)
-    raise RuntimeError(f"{started.name} did not become healthy; its log:\n{started.log.read_text()}")
-
-
-def stop(started: Process) -> None:
-    started.process.terminate()
-    try:
-        started.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        started.process.kill()
-        started.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +50,17 @@ async def start_borrowing(
     started: list[Process] = []
 
     async def start(**overrides: Any) -> Process:
-        port = free_port()
         settings = dataclasses.replace(
-            system, borrowing_port=port, catalog_url=catalog_proxy.url, **overrides
+            system, borrowing_port=free_port(), catalog_url=catalog_proxy.url, **overrides
         )
-        process = start_process("borrowing", "bookvault.borrowing.app:create_app", settings, port, workdir)
+        process = Process.start("borrowing", settings, workdir)
         started.append(process)
-        await wait_healthy(process)
+        await process.wait_ready()
         return process
 
     yield start
     for process in started:
-        await asyncio.to_thread(stop, process)
+        await asyncio.to_thread(process.stop)
 
 
 @pytest.fixture

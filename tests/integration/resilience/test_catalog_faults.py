@@ -20,7 +20,8 @@ from bookvault.patterns.resilience import DEADLINE_HEADER
 from bookvault.web.resilience import Guards
 
 if TYPE_CHECKING:
-    from tests.integration.resilience.conftest import Library, Process, StartBorrowing
+    from tests.integration.resilience.conftest import Library, StartBorrowing
+    from tests.support.processes import Process
 
 pytestmark = pytest.mark.stack
 

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from tests.support.processes import Process, free_port
 
 from bookvault.config import Settings
 from bookvault.faults import FaultProxy, Latency, Outage
 
-from .conftest import free_port, start_process, stop, wait_healthy
-
 if TYPE_CHECKING:
-    from tests.integration.resilience.conftest import Library, Process
+    from tests.integration.resilience.conftest import Library
 
 pytestmark = pytest.mark.stack
 
@@ -29,10 +28,9 @@ SLOTS = 3
 @pytest.fixture
 async def gateway(system: Settings, catalog_proxy: FaultProxy, workdir: Path) -> AsyncIterator[Process]:
     """A gateway whose catalog upstream is the fault proxy, with small catalog bulkheads."""
-    port = free_port()
     settings = dataclasses.replace(
         system,
-        gateway_port=port,
+        gateway_port=free_port(),
         catalog_port=catalog_proxy.port,
         profile="optimized",
         rate_limit=False,
@@ -41,10 +39,10 @@ async def gateway(system: Settings, catalog_proxy: FaultProxy, workdir: Path) ->
         bulkhead_max_wait_s=0.2,
         breaker_wait_s=1.0,
     )
-    process = start_process("gateway", "bookvault.gateway.app:create_app", settings, port, workdir)
-    await wait_healthy(process)
+    process = Process.start("gateway", settings, workdir)
+    await process.wait_ready()
     yield process
-    await asyncio.to_thread(stop, process)
+    await asyncio.to_thread(process.stop)
 
 
 async def get(http: aiohttp.ClientSession, url: str, token: str) -> tuple[int, dict[str, str], bytes]:

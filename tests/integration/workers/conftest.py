@@ -1,12 +1,19 @@
 """One supervised worker process for the tests of this folder, started by the
-stack's WorkerPool exactly as `bookvault up` starts it."""
+stack's WorkerPool exactly as `bookvault up` starts it.
+
+worker  the supervised worker process
+http    an HTTP client, closed after the test
+redis   a client on the session's Redis, closed after the test
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
+from tests.support.redis_server import redis_client
 
 from bookvault.config import Settings
 from bookvault.stack.workers import WorkerPool
@@ -22,3 +29,15 @@ def worker(system: Settings, local_stack: Any) -> Iterator[WorkerPool]:
         for component in local_stack.supervisor.components:
             if component.kind == "worker":
                 local_stack.supervisor.stop(component.name)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+async def redis(system: Settings) -> AsyncIterator[Any]:
+    async with redis_client(system) as client:
+        yield client

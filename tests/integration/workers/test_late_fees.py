@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from bookvault.config import Settings
 from bookvault.workers import LATE_FEES, charge_key, group_lag
@@ -26,28 +25,12 @@ _POLLS = 300
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
-
-
-@pytest.fixture
 async def borrowing_db(system: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(system.service_database_url("borrowing"))
     try:
         yield conn
     finally:
         await conn.close()
-
-
-@pytest.fixture
-async def redis(system: Settings) -> AsyncIterator[Any]:
-    assert system.redis_url is not None
-    client = aioredis.from_url(system.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _call(
@@ -78,19 +61,16 @@ async def _drained(conn: asyncpg.Connection, redis: Any) -> bool:
     return unpublished == 0 and lag is not None and sum(lag) == 0
 
 
-@pytest.mark.usefixtures("worker")
-async def test_a_late_return_charges_the_fee_once_even_when_the_event_is_delivered_again(
-    system: Settings,
-    make_token: MakeToken,
-    http: aiohttp.ClientSession,
-    borrowing_db: asyncpg.Connection,
-    redis: Any,
-) -> None:
+async def _borrowed_book(
+    system: Settings, make_token: MakeToken, http: aiohttp.ClientSession, name: str, title: str
+) -> tuple[str, str, str, Any, str, Any]:
+    """A new member who has just borrowed a new book: the admin token, the accounts
+    and borrowing API bases, the member, the member's token and the loan."""
     admin = make_token("1", "admin")
     accounts = f"{system.service_url('accounts')}/api/accounts/v1"
     borrowing = f"{system.service_url('borrowing')}/api/borrowing/v1"
     status, member = await _call(
-        http, "POST", f"{accounts}/members", admin, {"name": "Late Reader", "email": f"{uuid.uuid4()}@x.org"}
+        http, "POST", f"{accounts}/members", admin, {"name": name, "email": f"{uuid.uuid4()}@x.org"}
     )
     assert status == 201, member
     reader = make_token(str(member["id"]))
@@ -101,7 +81,7 @@ async def test_a_late_return_charges_the_fee_once_even_when_the_event_is_deliver
         admin,
         {
             "isbn": _isbn13(),
-            "title": "Overdue",
+            "title": title,
             "author": "Ada Late",
             "genre": "Fiction",
             "published_year": 2001,
@@ -111,6 +91,20 @@ async def test_a_late_return_charges_the_fee_once_even_when_the_event_is_deliver
     assert status == 201, book
     status, loan = await _call(http, "POST", f"{borrowing}/loans", reader, {"book_id": book["id"]})
     assert status == 201, loan
+    return admin, accounts, borrowing, member, reader, loan
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_late_return_charges_the_fee_once_even_when_the_event_is_delivered_again(
+    system: Settings,
+    make_token: MakeToken,
+    http: aiohttp.ClientSession,
+    borrowing_db: asyncpg.Connection,
+    redis: Any,
+) -> None:
+    admin, accounts, borrowing, member, reader, loan = await _borrowed_book(
+        system, make_token, http, "Late Reader", "Overdue"
+    )
     # Borrowed long enough ago to be two started days late.
     aged = timedelta(days=system.loan_days + 1, hours=1)
     await borrowing_db.execute(
@@ -174,28 +168,9 @@ async def test_an_on_time_return_charges_nothing(
     borrowing_db: asyncpg.Connection,
     redis: Any,
 ) -> None:
-    admin = make_token("1", "admin")
-    accounts = f"{system.service_url('accounts')}/api/accounts/v1"
-    borrowing = f"{system.service_url('borrowing')}/api/borrowing/v1"
-    status, member = await _call(
-        http, "POST", f"{accounts}/members", admin, {"name": "On Time", "email": f"{uuid.uuid4()}@x.org"}
+    admin, accounts, borrowing, member, reader, loan = await _borrowed_book(
+        system, make_token, http, "On Time", "Prompt"
     )
-    reader = make_token(str(member["id"]))
-    status, book = await _call(
-        http,
-        "POST",
-        f"{system.service_url('catalog')}/api/catalog/v1/books",
-        admin,
-        {
-            "isbn": _isbn13(),
-            "title": "Prompt",
-            "author": "Ada Late",
-            "genre": "Fiction",
-            "published_year": 2001,
-            "total_copies": 1,
-        },
-    )
-    status, loan = await _call(http, "POST", f"{borrowing}/loans", reader, {"book_id": book["id"]})
     status, returned = await _call(http, "POST", f"{borrowing}/loans/{loan['id']}/return", reader)
     assert status == 200
     assert returned["fee_cents"] == 0

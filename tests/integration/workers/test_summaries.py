@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from bookvault.accounts.ledger import replay
 from bookvault.accounts.repo import AccountsRepo
@@ -33,16 +32,6 @@ async def accounts_pool(system: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-@pytest.fixture
-async def redis(system: Settings) -> AsyncIterator[Any]:
-    assert system.redis_url is not None
-    client = aioredis.from_url(system.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def _model(pool: asyncpg.Pool, member_id: int) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         "SELECT total_paid_cents, total_charged_cents, transactions_count, last_transaction_at "
@@ -58,12 +47,6 @@ async def _drained(pool: asyncpg.Pool, redis: Any, member_id: int) -> bool:
     )
     lag = group_lag(await redis.xinfo_groups(SUMMARIES.stream), SUMMARIES.group)
     return unpublished == 0 and lag is not None and sum(lag) == 0
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 async def _call(http: aiohttp.ClientSession, method: str, url: str, token: str, **kwargs: Any) -> Any:

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from tests.support.redis_server import OwnRedis, running_redis
 
 from bookvault.config import Settings
 
@@ -55,65 +52,10 @@ async def prefix(redis_url: str) -> AsyncIterator[str]:
     await client.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ThrowawayRedis:
-    """A redis-server this test owns: it may kill and restart it."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self._binary = binary
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                self._binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
-            self._process = None
-
-
 @pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    server.start()
-    try:
+def throwaway_redis() -> Iterator[OwnRedis]:
+    with running_redis() as server:
         yield server
-    finally:
-        server.kill()
 
 
 class Peer:

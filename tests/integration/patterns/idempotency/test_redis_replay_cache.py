@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from tests.support.redis_server import redis_client
 
 from bookvault.config import Settings
 from bookvault.patterns.idempotency import RedisReplayCache, Scope, StoredKey, StoredResponse
@@ -19,12 +20,8 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 async def redis(infra: Settings) -> AsyncIterator[Any]:
-    assert infra.redis_url is not None
-    client = aioredis.from_url(infra.redis_url)
-    try:
+    async with redis_client(infra) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 def _scope(principal: str = "member:7") -> Scope:

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from tests.support.redis_server import redis_client
 
 from bookvault.config import Settings, with_database
 from bookvault.db.migrations import ensure_database
@@ -63,12 +64,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def redis(infra: Settings) -> AsyncIterator[Any]:
-    assert infra.redis_url is not None
-    client = aioredis.from_url(infra.redis_url)
-    try:
+    async with redis_client(infra) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

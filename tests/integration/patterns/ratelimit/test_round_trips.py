@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from tests.support.redis_server import OwnRedis
 
 from bookvault.patterns.ratelimit import (
     GCRA,
@@ -24,8 +25,6 @@ from bookvault.patterns.ratelimit import (
     TokenBucket,
 )
 from bookvault.patterns.ratelimit.redis_backend import lua_source
-
-from .conftest import RedisProcess
 
 ALGORITHMS: dict[str, Algorithm] = {
     "fixed-window": FixedWindow(limit=20, window=60),
@@ -83,7 +82,7 @@ async def test_each_decision_sends_exactly_one_command(
     assert CountingConnection.sent == ["EVALSHA"] * 30
 
 
-async def test_the_server_runs_one_script_call_per_decision(own_redis: RedisProcess) -> None:
+async def test_the_server_runs_one_script_call_per_decision(own_redis: OwnRedis) -> None:
     client = Redis.from_url(own_redis.url, retry=Retry(NoBackoff(), 0))
     try:
         backend = RedisBackend(client)
@@ -100,7 +99,7 @@ async def test_the_server_runs_one_script_call_per_decision(own_redis: RedisProc
         await client.aclose()
 
 
-async def test_load_scripts_loads_every_algorithm(own_redis: RedisProcess) -> None:
+async def test_load_scripts_loads_every_algorithm(own_redis: OwnRedis) -> None:
     client = Redis.from_url(own_redis.url, retry=Retry(NoBackoff(), 0))
     try:
         await RedisBackend(client).load_scripts()
@@ -113,7 +112,7 @@ async def test_load_scripts_loads_every_algorithm(own_redis: RedisProcess) -> No
         await client.aclose()
 
 
-async def test_a_forgotten_script_costs_one_extra_trip_once(own_redis: RedisProcess) -> None:
+async def test_a_forgotten_script_costs_one_extra_trip_once(own_redis: OwnRedis) -> None:
     client = counting(own_redis.url)
     try:
         limiter = RateLimiter("trips", TokenBucket(replenish_rate=1, burst_capacity=20), RedisBackend(client))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from tests.support.redis_server import OwnRedis
 
 from bookvault.patterns.clock import FakeClock
 from bookvault.patterns.ratelimit import (
@@ -19,17 +20,17 @@ from bookvault.patterns.ratelimit import (
     rate_limit_headers,
 )
 
-from .conftest import RedisProcess, connect
+from .conftest import connect
 
 SEED_DEFAULTS = TokenBucket(replenish_rate=100, burst_capacity=200)
 
 
 @pytest.fixture
-async def client(own_redis: RedisProcess) -> Redis:
+async def client(own_redis: OwnRedis) -> Redis:
     return connect(own_redis.url)
 
 
-async def test_redis_stopped_falls_back_to_a_local_limiter(own_redis: RedisProcess, client: Redis) -> None:
+async def test_redis_stopped_falls_back_to_a_local_limiter(own_redis: OwnRedis, client: Redis) -> None:
     local_clock = FakeClock()
     limiter = RateLimiter(
         "member", SEED_DEFAULTS, RedisBackend(client), fallback=MemoryBackend(clock=local_clock), cooldown=0
@@ -38,7 +39,7 @@ async def test_redis_stopped_falls_back_to_a_local_limiter(own_redis: RedisProce
         before = [await limiter.acquire("member:1") for _ in range(10)]
         assert not any(d.degraded for d in before)
 
-        own_redis.stop()
+        own_redis.kill()
         during = [await limiter.acquire("member:1") for _ in range(300)]
     finally:
         await client.aclose()
@@ -53,12 +54,12 @@ async def test_redis_stopped_falls_back_to_a_local_limiter(own_redis: RedisProce
 
 
 async def test_redis_stopped_with_fail_open_lets_everything_through(
-    own_redis: RedisProcess, client: Redis
+    own_redis: OwnRedis, client: Redis
 ) -> None:
     limiter = RateLimiter(
         "member", SEED_DEFAULTS, RedisBackend(client), on_failure=OnFailure.ALLOW, cooldown=0
     )
-    own_redis.stop()
+    own_redis.kill()
     try:
         assert all([(await limiter.acquire("member:1")).allowed for _ in range(500)])
     finally:
@@ -66,9 +67,7 @@ async def test_redis_stopped_with_fail_open_lets_everything_through(
     assert limiter.stats.failures == 500
 
 
-async def test_a_hung_redis_times_out_then_rests_then_recovers(
-    own_redis: RedisProcess, client: Redis
-) -> None:
+async def test_a_hung_redis_times_out_then_rests_then_recovers(own_redis: OwnRedis, client: Redis) -> None:
     clock = FakeClock()
     limiter = RateLimiter(
         "payments",
