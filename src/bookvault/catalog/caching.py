@@ -64,6 +64,7 @@ from bookvault.patterns.cache import Cache, CachePolicy, LocalPolicy, RedisBacke
 from bookvault.patterns.cache.tokens import new_token
 from bookvault.patterns.clock import Clock
 from bookvault.patterns.coalesce import SingleFlight
+from bookvault.patterns.pipelined_redis import PipelinedRedis
 
 __all__ = [
     "BOOK_POLICY",
@@ -328,8 +329,15 @@ async def catalog_reads(
         redis_client(settings.redis_url, timeout=None) if client is not None and settings.redis_url else None
     )
     publisher = PurgePublisher(client, timeout=REDIS_TIMEOUT_S) if client is not None and purge else None
+    # Reads and fills go over the pipelined client (a fifth of redis-py's CPU per
+    # command); redis-py keeps pub/sub and the purge publisher.
+    commands = (
+        PipelinedRedis.from_url(settings.redis_url, connect_timeout_s=REDIS_TIMEOUT_S)
+        if client is not None and use_cache and settings.redis_url
+        else None
+    )
     backend = (
-        RedisBackend(client, timeout=REDIS_TIMEOUT_S, pubsub_client=listener)
+        RedisBackend(client, timeout=REDIS_TIMEOUT_S, pubsub_client=listener, commands=commands)
         if client is not None and use_cache
         else None
     )
@@ -351,6 +359,6 @@ async def catalog_reads(
         await reads.aclose()
         if backend is not None:
             await backend.aclose()
-        for redis in (client, listener):
+        for redis in (client, listener, commands):
             if redis is not None:
                 await redis.aclose()

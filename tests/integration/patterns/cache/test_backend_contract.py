@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bookvault.patterns.cache import CacheBackend, MemoryBackend, RedisBackend
+from bookvault.patterns.pipelined_redis import PipelinedRedis
 
 pytestmark = pytest.mark.stack
 
@@ -26,13 +27,36 @@ class Heard:
         self.live = live
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest, redis: Redis, prefix: str) -> AsyncIterator[CacheBackend]:
+@pytest.fixture(params=["memory", "redis", "redis with a pipelined client"])
+async def backend(
+    request: pytest.FixtureRequest, redis: Redis, redis_url: str, prefix: str
+) -> AsyncIterator[CacheBackend]:
+    pipelined = PipelinedRedis.from_url(redis_url) if request.param.endswith("pipelined client") else None
     backend: CacheBackend = (
-        MemoryBackend() if request.param == "memory" else RedisBackend(redis, prefix=prefix)
+        MemoryBackend()
+        if request.param == "memory"
+        else RedisBackend(redis, prefix=prefix, commands=pipelined)
     )
     yield backend
     await backend.aclose()
+    if pipelined is not None:
+        await pipelined.aclose()
+
+
+async def test_the_pipelined_client_reloads_scripts_a_flushed_redis_forgot(
+    redis: Redis, redis_url: str, prefix: str
+) -> None:
+    pipelined = PipelinedRedis.from_url(redis_url)
+    backend = RedisBackend(redis, prefix=prefix, commands=pipelined)
+    try:
+        await redis.script_flush()
+        claim = await backend.claim("ns", "k", version="v1", lease="a", lease_ttl=5)
+        assert (claim.value, claim.version, claim.leased) == (None, "v1", True)
+        assert await backend.fill("ns", "k", b"entry", 60, version="v1", lease="a")
+        assert await backend.get("ns", "k") == b"entry"
+    finally:
+        await backend.aclose()
+        await pipelined.aclose()
 
 
 async def test_claim_creates_a_version_once_and_hands_the_lease_to_one_caller(backend: CacheBackend) -> None:
