@@ -14,6 +14,7 @@ uses answered from the verified-token memory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -116,8 +117,10 @@ class TokenCodec:
 
     def sign(self, subject: str, role: Role, ttl_s: int = 3600, now: float | None = None) -> str:
         # Millisecond times (JWT allows fractions): a token issued just after its
-        # subject's tokens were revoked must not look as if issued before.
-        issued = round(time.time() if now is None else now, 3)
+        # subject's tokens were revoked must not look as if issued before. Rounded
+        # down, never up: a token issued before a revocation must never look as if
+        # issued after it (only one issued in the same millisecond is refused too).
+        issued = math.floor((time.time() if now is None else now) * 1000) / 1000
         claims = {
             "sub": subject,
             "role": role,

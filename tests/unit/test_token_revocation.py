@@ -88,3 +88,12 @@ def test_revoking_from_the_cli_needs_redis(
     monkeypatch.delenv("BOOKVAULT_REDIS_URL", raising=False)
     assert main(["token", "--member", "7", "--revoke", "--state-dir", str(tmp_path)]) == 1
     assert "no Redis" in capsys.readouterr().err
+
+
+def test_issue_times_are_rounded_down_so_a_token_never_looks_issued_after_a_revocation() -> None:
+    codec = TokenCodec(KEY)
+    second = float(int(time.time()))
+    # Signed 0.2 ms before a revocation at second + 0.0008: rounding to the nearest
+    # millisecond would make it look issued at second + 0.001, after it, and escape.
+    token = codec.sign("5", "member", now=second + 0.0006)
+    assert codec.verify_token(token).issued_at == second
