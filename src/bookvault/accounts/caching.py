@@ -46,14 +46,13 @@ import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from bookvault.accounts.schemas import Balance, Summary
 from bookvault.config import Settings
 from bookvault.patterns.cache import Cache, CachePolicy, LocalPolicy, RedisBackend
 from bookvault.patterns.clock import Clock, SystemClock
 from bookvault.patterns.pipelined_redis import PipelinedRedis
+from bookvault.redis_clients import fail_fast
 
 __all__ = [
     "BALANCE_CACHE",
@@ -310,12 +309,7 @@ def account_reads(settings: Settings, pool: asyncpg.Pool | None = None) -> Accou
     pass-through (no Redis connection at all)."""
     if not settings.pattern_on("cache") or settings.redis_url is None:
         return AccountReads(backend=None)
-    client: Redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = fail_fast(settings.redis_url, REDIS_TIMEOUT_S)
     # Pub/sub waits for messages as long as it likes; only connecting must be quick.
     listener: Redis = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S)
     # Reads and fills over the pipelined client (a fifth of redis-py's CPU per command).

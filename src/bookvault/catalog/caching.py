@@ -65,6 +65,7 @@ from bookvault.patterns.cache.tokens import new_token
 from bookvault.patterns.clock import Clock
 from bookvault.patterns.coalesce import SingleFlight
 from bookvault.patterns.pipelined_redis import PipelinedRedis
+from bookvault.redis_clients import fail_fast
 
 __all__ = [
     "BOOK_POLICY",
@@ -72,7 +73,6 @@ __all__ = [
     "CacheCollector",
     "CatalogReads",
     "catalog_reads",
-    "redis_client",
 ]
 
 # Book details change rarely and every change invalidates them: long TTL; the local
@@ -90,18 +90,6 @@ REDIS_TIMEOUT_S = 0.25
 _GENERATION_KEY = "all"
 
 _encode = msgspec.json.Encoder().encode
-
-
-def redis_client(url: str, *, timeout: float | None = REDIS_TIMEOUT_S) -> Redis:
-    """A client that fails fast: short timeouts and no built-in retries (the cache
-    has its own degraded mode; a retry would only double the wait)."""
-    client: Redis = Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return client
 
 
 class CatalogReads:
@@ -323,10 +311,14 @@ async def catalog_reads(
     coalescing = settings.pattern_on("coalescing")
     purge = settings.pattern_on("gateway_cache") or use_cache
     needs_redis = (use_cache or purge) and settings.redis_url is not None
-    client = redis_client(settings.redis_url) if needs_redis and settings.redis_url else None
+    client = fail_fast(settings.redis_url, REDIS_TIMEOUT_S) if needs_redis and settings.redis_url else None
     # Pub/sub waits for messages as long as it likes; only connecting must be quick.
     listener = (
-        redis_client(settings.redis_url, timeout=None) if client is not None and settings.redis_url else None
+        Redis.from_url(
+            settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, retry=Retry(NoBackoff(), 0)
+        )
+        if client is not None and settings.redis_url
+        else None
     )
     publisher = PurgePublisher(client, timeout=REDIS_TIMEOUT_S) if client is not None and purge else None
     # Reads and fills go over the pipelined client (a fifth of redis-py's CPU per

@@ -20,8 +20,6 @@ import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from bookvault.config import Settings
 from bookvault.db.pool import open_pool
@@ -32,6 +30,7 @@ from bookvault.patterns.db import (
     ReplicaPolicy,
     WritePositions,
 )
+from bookvault.redis_clients import fail_fast
 
 __all__ = ["RouterCollector", "open_router", "policy_from"]
 
@@ -67,12 +66,7 @@ async def open_router(settings: Settings, service: str, primary: asyncpg.Pool) -
             )
         positions: WritePositions
         if settings.redis_url is not None:
-            redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=POSITION_TIMEOUT_S,
-                socket_connect_timeout=POSITION_TIMEOUT_S,
-                retry=Retry(NoBackoff(), 0),
-            )
+            redis = fail_fast(settings.redis_url, POSITION_TIMEOUT_S)
             positions = RedisWritePositions(
                 redis,
                 prefix=f"bookvault:{service}:rw",

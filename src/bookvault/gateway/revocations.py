@@ -47,14 +47,13 @@ import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from bookvault.auth import VerifiedToken
 from bookvault.config import Settings
 from bookvault.patterns.cache import RedisInvalidationHub
 from bookvault.patterns.clock import Clock, SystemClock
+from bookvault.redis_clients import fail_fast
 
 __all__ = [
     "CHANNEL",
@@ -371,12 +370,7 @@ def revocation_list(settings: Settings, *, clock: Clock | None = None) -> Revoca
     if settings.redis_url is None:
         log.warning("no Redis configured: tokens cannot be revoked")
         return None
-    commands: Redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=_TIMEOUT_S,
-        socket_connect_timeout=_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
+    commands = fail_fast(settings.redis_url, _TIMEOUT_S)
     # Pub/sub waits for messages as long as it likes; only connecting must be quick.
     listener: Redis = Redis.from_url(settings.redis_url, socket_connect_timeout=_TIMEOUT_S)
 
