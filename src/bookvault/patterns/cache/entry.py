@@ -12,9 +12,12 @@ faster, at the price of field order being part of the format.
 
 from __future__ import annotations
 
-from typing import Generic, Literal, Protocol, TypeVar
+from types import ModuleType
+from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
+import msgspec.json
+import msgspec.msgpack
 
 __all__ = ["Codec", "Entry", "JsonCodec", "MsgpackCodec", "make_codec"]
 
@@ -45,13 +48,19 @@ class Codec(Protocol[V]):
     def decode_value(self, data: bytes) -> V: ...
 
 
-class MsgpackCodec(Generic[V]):
+class _MsgspecCodec(Generic[V]):
+    """Both codecs: msgspec encoders and typed decoders of one format."""
+
     __slots__ = ("_encoder", "_entry_decoder", "_value_decoder")
+    _format: ClassVar[ModuleType]  # msgspec.msgpack or msgspec.json
+    _encoder: msgspec.msgpack.Encoder | msgspec.json.Encoder
+    _entry_decoder: msgspec.msgpack.Decoder[Entry[V]] | msgspec.json.Decoder[Entry[V]]
+    _value_decoder: msgspec.msgpack.Decoder[V] | msgspec.json.Decoder[V]
 
     def __init__(self, value_type: type[V]) -> None:
-        self._encoder = msgspec.msgpack.Encoder()
-        self._entry_decoder = msgspec.msgpack.Decoder(Entry[value_type])  # type: ignore[valid-type]  # a runtime type argument, as msgspec wants
-        self._value_decoder = msgspec.msgpack.Decoder(value_type)
+        self._encoder = self._format.Encoder()
+        self._entry_decoder = self._format.Decoder(Entry[value_type])  # type: ignore[valid-type]  # a runtime type argument, as msgspec wants
+        self._value_decoder = self._format.Decoder(value_type)
 
     def encode_entry(self, entry: Entry[V]) -> bytes:
         return self._encoder.encode(entry)
@@ -66,27 +75,16 @@ class MsgpackCodec(Generic[V]):
         return self._value_decoder.decode(data)
 
 
-class JsonCodec(Generic[V]):
+class MsgpackCodec(_MsgspecCodec[V]):
+    __slots__ = ()
+    _format: ClassVar[ModuleType] = msgspec.msgpack
+
+
+class JsonCodec(_MsgspecCodec[V]):
     """For entries that people or non-Python services read straight from Redis."""
 
-    __slots__ = ("_encoder", "_entry_decoder", "_value_decoder")
-
-    def __init__(self, value_type: type[V]) -> None:
-        self._encoder = msgspec.json.Encoder()
-        self._entry_decoder = msgspec.json.Decoder(Entry[value_type])  # type: ignore[valid-type]  # a runtime type argument, as msgspec wants
-        self._value_decoder = msgspec.json.Decoder(value_type)
-
-    def encode_entry(self, entry: Entry[V]) -> bytes:
-        return self._encoder.encode(entry)
-
-    def decode_entry(self, data: bytes) -> Entry[V]:
-        return self._entry_decoder.decode(data)
-
-    def encode_value(self, value: V) -> bytes:
-        return self._encoder.encode(value)
-
-    def decode_value(self, data: bytes) -> V:
-        return self._value_decoder.decode(data)
+    __slots__ = ()
+    _format: ClassVar[ModuleType] = msgspec.json
 
 
 def make_codec(value_type: type[V], serializer: Literal["msgpack", "json"]) -> Codec[V]:
