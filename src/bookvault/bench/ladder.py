@@ -274,28 +274,14 @@ class _Ladder:
         options = self.options
         gateway = status["gateway_url"]
         host = gateway.removeprefix("http://")
-        codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
-        members = range(1, min(options.members, _TOKENS) + 1)
-        tokens = {member: codec.sign(str(member), "member", ttl_s=3600) for member in members}
+        tokens = self._member_tokens(settings)
         book_ids = list(range(1, options.books + 1))
         if index == 0:
             self.database_ceilings(settings)
             self.conventional(settings, book_ids)
-        admin_dsn = settings.database_url or ""
-        calls_before = asyncio.run(statement_calls(admin_dsn, "catalog"))
         reads_before = asyncio.run(_catalog_reads(status["services"]["catalog"]))
-        started = time.monotonic()
-        self.say(f"  read-heavy through the gateway, {options.connections} connections")
-        read_heavy = measure(
-            gateway,
-            _factory(ReadHeavyScenario(host, book_ids, list(tokens.values()))),
-            duration_s=options.duration_s,
-            connections=options.connections,
-        )
-        elapsed = time.monotonic() - started
-        calls_after = asyncio.run(statement_calls(admin_dsn, "catalog"))
-        queries_per_s = (
-            (calls_after - calls_before) / elapsed if calls_before is not None and calls_after else None
+        read_heavy, queries_per_s = self._read_heavy(
+            gateway, settings.database_url or "", list(tokens.values())
         )
         hit_ratio = asyncio.run(_cache_hit_ratio([gateway, *status["services"].values()]))
         reads_after = asyncio.run(_catalog_reads(status["services"]["catalog"]))
@@ -343,6 +329,37 @@ class _Ladder:
             _row(phase, read_heavy, queries_per_s, hit_ratio, read_heavy.percentiles_ms, missing)
         )
 
+    # --- shared by the phases and the groups alone -----------------------------------
+
+    def _member_tokens(self, settings: Settings) -> dict[int, str]:
+        codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
+        members = range(1, min(self.options.members, _TOKENS) + 1)
+        return {member: codec.sign(str(member), "member", ttl_s=3600) for member in members}
+
+    def _read_heavy(
+        self, gateway: str, admin_dsn: str, tokens: list[str]
+    ) -> tuple[Measurement, float | None]:
+        """Read-heavy through the gateway, and the catalog queries per second that
+        PostgreSQL counted meanwhile."""
+        options = self.options
+        calls_before = asyncio.run(statement_calls(admin_dsn, "catalog"))
+        started = time.monotonic()
+        self.say(f"  read-heavy through the gateway, {options.connections} connections")
+        read_heavy = measure(
+            gateway,
+            _factory(
+                ReadHeavyScenario(gateway.removeprefix("http://"), list(range(1, options.books + 1)), tokens)
+            ),
+            duration_s=options.duration_s,
+            connections=options.connections,
+        )
+        elapsed = time.monotonic() - started
+        calls_after = asyncio.run(statement_calls(admin_dsn, "catalog"))
+        queries_per_s = (
+            (calls_after - calls_before) / elapsed if calls_before is not None and calls_after else None
+        )
+        return read_heavy, queries_per_s
+
     # --- each group alone -------------------------------------------------------------
 
     def alone(self, label: str, names: tuple[str, ...]) -> None:
@@ -357,31 +374,12 @@ class _Ladder:
         try:
             status = json.loads(_cli(["status", "--json", *self.state_args], env))
             settings = load_settings({**env, "BOOKVAULT_STATE_DIR": str(self.options.state_dir)})
-            codec = TokenCodec(settings.resolved_jwt_secret(), settings.jwt_algorithm, settings.jwt_issuer)
-            members = range(1, min(self.options.members, _TOKENS) + 1)
-            tokens = [codec.sign(str(member), "member", ttl_s=3600) for member in members]
-            gateway = status["gateway_url"]
-            admin_dsn = status["postgres"]["primary_dsn"]
-            calls_before = asyncio.run(statement_calls(admin_dsn, "catalog"))
-            started = time.monotonic()
-            self.say(f"  read-heavy through the gateway, {self.options.connections} connections")
-            read_heavy = measure(
-                gateway,
-                _factory(
-                    ReadHeavyScenario(
-                        gateway.removeprefix("http://"), list(range(1, self.options.books + 1)), tokens
-                    )
-                ),
-                duration_s=self.options.duration_s,
-                connections=self.options.connections,
+            tokens = list(self._member_tokens(settings).values())
+            read_heavy, queries_per_s = self._read_heavy(
+                status["gateway_url"], status["postgres"]["primary_dsn"], tokens
             )
-            elapsed = time.monotonic() - started
-            calls_after = asyncio.run(statement_calls(admin_dsn, "catalog"))
         finally:
             _cli(["down", *self.state_args], env)
-        queries_per_s = (
-            (calls_after - calls_before) / elapsed if calls_before is not None and calls_after else None
-        )
         self.results.setdefault("alone", []).append(
             {
                 "label": label,
